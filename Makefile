@@ -1,0 +1,48 @@
+# Two commands for a fresh machine:
+#   make bench   -> installs into .venv, runs the benchmark suite (small default), writes results/report.md + figures
+#   make test    -> installs into .venv, runs lint (ruff), types (mypy), the docs build and the tests
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export OMP_NUM_THREADS ?= 1
+export MPLBACKEND ?= Agg
+export PYTHONHASHSEED ?= 0
+
+.PHONY: install bench bench-full test test-slow lint types docs pytest clean
+
+$(STAMP): pyproject.toml requirements/pins.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements/pins.txt torch torchaudio
+	$(PY) -m pip install --quiet -c requirements/pins.txt -e '.[all]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+bench: install
+	$(PY) -m benchmarks
+
+bench-full: install
+	$(PY) -m benchmarks --full
+
+lint: install
+	$(PY) -m ruff check bilevel zoo benchmarks tests
+	$(PY) -m ruff format --check bilevel zoo benchmarks tests
+
+types: install
+	$(PY) -m mypy
+
+docs: install
+	$(PY) -m mkdocs build --strict --quiet --site-dir .site
+
+pytest: install
+	$(PY) -m pytest -q -n 2 -m "not slow"
+
+test: lint types docs pytest
+
+test-slow: install
+	$(PY) -m pytest -q -n 2 -m slow
+
+clean:
+	rm -rf $(VENV) .site results .pytest_cache .mypy_cache .ruff_cache

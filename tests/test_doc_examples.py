@@ -1,0 +1,31 @@
+"""Documentation examples are executed: every ```python block in README.md and docs/ runs.
+
+Blocks of one file run in order in one namespace. A block right after a line
+``<!-- no-test -->`` is skipped (use it only for snippets that need data the tests do not have).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+BLOCK = re.compile(r"(<!-- no-test -->\s*\n)?```python\n(.*?)```", re.S)
+
+
+def _blocks(path: Path) -> list[str]:
+    return [m.group(2) for m in BLOCK.finditer(path.read_text()) if not m.group(1)]
+
+
+@pytest.mark.parametrize("path", [p for p in FILES if _blocks(p)], ids=lambda p: str(p.relative_to(ROOT)))
+def test_markdown_python_blocks_run(path: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    ns: dict[str, object] = {"__name__": "__doc_example__"}
+    for i, code in enumerate(_blocks(path)):
+        try:
+            exec(compile(code, f"{path.name}[block {i}]", "exec"), ns)
+        except Exception as e:  # pragma: no cover - the message is the point
+            raise AssertionError(f"{path.relative_to(ROOT)} block {i} failed: {e!r}\n{code}") from e
