@@ -18,8 +18,12 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     ap.add_argument("--list", action="store_true", help="list the claims and exit")
-    ap.add_argument("--only", action="append", metavar="NAME",
-                    help="run only this claim, or every claim under a dotted prefix (repeatable)")
+    ap.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only this claim, or every claim under a dotted prefix (repeatable)",
+    )
     ap.add_argument("--full", action="store_true", help="run the long versions")
     ap.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
     ap.add_argument("--seed", type=int, default=0, help="base seed (default 0)")

@@ -91,9 +91,9 @@ class Record:
 REGISTRY: dict[str, Claim] = {}
 
 
-def claim(name: str, *, title: str, statement: str, issue: int | None = None) -> Callable[
-    [Callable[[Context], Outcome]], Callable[[Context], Outcome]
-]:
+def claim(
+    name: str, *, title: str, statement: str, issue: int | None = None
+) -> Callable[[Callable[[Context], Outcome]], Callable[[Context], Outcome]]:
     """Register ``fn`` as the claim ``name`` (dotted, e.g. ``"penalty.path"``)."""
 
     def register(fn: Callable[[Context], Outcome]) -> Callable[[Context], Outcome]:
@@ -129,8 +129,15 @@ class Context:
         """Wrap ``iterable`` in a tqdm progress bar (disabled when the harness runs quietly)."""
         from tqdm.auto import tqdm
 
-        return iter(tqdm(iterable, desc=f"{self.name}: {desc}".rstrip(": "), total=total, leave=False,
-                         disable=not self.show_progress))
+        return iter(
+            tqdm(
+                iterable,
+                desc=f"{self.name}: {desc}".rstrip(": "),
+                total=total,
+                leave=False,
+                disable=not self.show_progress,
+            )
+        )
 
     def figure_path(self, stem: str) -> Path:
         """Path for a figure named ``stem`` (PNG); the figure is listed in the report."""
@@ -173,7 +180,7 @@ def _jsonable(x: Any) -> Any:
 def run_claim(c: Claim, *, full: bool, seed: int, out_dir: Path, show_progress: bool = True) -> Record:
     """Run one claim with seeded torch/numpy state and return its record (never raises)."""
     torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds libraries that use the global state
     ctx = Context(c.name, full=full, seed=seed, out_dir=out_dir, show_progress=show_progress)
     t0 = time.perf_counter()
     try:
@@ -187,8 +194,22 @@ def run_claim(c: Claim, *, full: bool, seed: int, out_dir: Path, show_progress: 
         verdict = "error"
         err = traceback.format_exc()
     seconds = time.perf_counter() - t0
-    return Record(c.name, c.title, c.statement, c.issue, verdict, out.measured, out.tolerance, seconds, full,
-                  seed, list(ctx.figures), _jsonable(out.details), out.notes, err)
+    return Record(
+        c.name,
+        c.title,
+        c.statement,
+        c.issue,
+        verdict,
+        out.measured,
+        out.tolerance,
+        seconds,
+        full,
+        seed,
+        list(ctx.figures),
+        _jsonable(out.details),
+        out.notes,
+        err,
+    )
 
 
 def environment() -> dict[str, Any]:
@@ -221,19 +242,35 @@ _ICON = {"holds": "✅ holds", "falls short": "❌ falls short", "error": "💥 
 def write_report(records: list[Record], out_dir: Path, *, full: bool, env: dict[str, Any]) -> Path:
     """Write ``report.md``: a summary table, then one section per claim with its figures."""
     lines = ["# Benchmark report", ""]
-    lines.append(f"Mode: **{'full' if full else 'quick (default)'}** · " +
-                 " · ".join(f"{k}: {v}" for k, v in env.items()))
+    lines.append(
+        f"Mode: **{'full' if full else 'quick (default)'}** · "
+        + " · ".join(f"{k}: {v}" for k, v in env.items())
+    )
     lines.append("")
     counts = {v: sum(r.verdict == v for r in records) for v in ("holds", "falls short", "error")}
-    lines.append(f"**{counts['holds']} hold, {counts['falls short']} fall short, {counts['error']} errors** "
-                 f"out of {len(records)} claims; total {sum(r.seconds for r in records):.0f} s.")
+    lines.append(
+        f"**{counts['holds']} hold, {counts['falls short']} fall short, {counts['error']} errors** "
+        f"out of {len(records)} claims; total {sum(r.seconds for r in records):.0f} s."
+    )
     lines += ["", "| claim | issue | verdict | measured | tolerance | time |", "|---|---|---|---|---|---|"]
     for r in records:
-        lines.append(f"| [{r.name}](#{r.name.replace('.', '')}) | {r.issue or ''} | {_ICON[r.verdict]} | "
-                     f"{r.measured} | {r.tolerance} | {r.seconds:.1f} s |")
+        lines.append(
+            f"| [{r.name}](#{r.name.replace('.', '')}) | {r.issue or ''} | {_ICON[r.verdict]} | "
+            f"{r.measured} | {r.tolerance} | {r.seconds:.1f} s |"
+        )
     for r in records:
-        lines += ["", f"## {r.name}", "", f"**{r.title}** — {_ICON[r.verdict]}", "", f"> {r.statement}", "",
-                  f"- measured: {r.measured}", f"- tolerance: {r.tolerance}", f"- time: {r.seconds:.1f} s"]
+        lines += [
+            "",
+            f"## {r.name}",
+            "",
+            f"**{r.title}** — {_ICON[r.verdict]}",
+            "",
+            f"> {r.statement}",
+            "",
+            f"- measured: {r.measured}",
+            f"- tolerance: {r.tolerance}",
+            f"- time: {r.seconds:.1f} s",
+        ]
         if r.notes:
             lines += ["", r.notes]
         for f in r.figures:
@@ -252,7 +289,9 @@ def select(names: list[str] | None) -> list[Claim]:
     if not names:
         return claims
     chosen = [c for c in claims if any(c.name == n or c.name.startswith(n.rstrip(".") + ".") for n in names)]
-    unknown = [n for n in names if not any(c.name == n or c.name.startswith(n.rstrip(".") + ".") for c in claims)]
+    unknown = [
+        n for n in names if not any(c.name == n or c.name.startswith(n.rstrip(".") + ".") for c in claims)
+    ]
     if unknown:
         raise KeyError(f"unknown claim(s): {', '.join(unknown)}; see `python -m benchmarks --list`")
     return chosen

@@ -19,7 +19,9 @@ def unflatten_like(vector: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
     """Split ``vector`` into views shaped like ``like`` (inverse of :func:`flatten`)."""
     total = sum(t.numel() for t in like)
     if vector.dim() != 1 or vector.numel() != total:
-        raise ValueError(f"unflatten_like: expected a vector of {total} elements, got shape {tuple(vector.shape)}")
+        raise ValueError(
+            f"unflatten_like: expected a vector of {total} elements, got shape {tuple(vector.shape)}"
+        )
     out, offset = [], 0
     for t in like:
         out.append(vector[offset : offset + t.numel()].view_as(t))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor
 
-ParamsT = Union[Iterable[Tensor], Iterable[dict[str, Any]]]
-"""What every optimizer accepts: tensors, or param-group dicts with a ``"params"`` key (as ``torch.optim``)."""
+ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
+"""What every optimizer accepts: tensors, or param-group dicts with ``"params"`` (as ``torch.optim``)."""
 
 
 def param_groups(params: ParamsT | None, *, name: str, allow_empty: bool = False) -> list[dict[str, Any]]:
@@ -49,9 +49,13 @@ def param_groups(params: ParamsT | None, *, name: str, allow_empty: bool = False
             if not isinstance(p, Tensor):
                 raise TypeError(f"{name} contains a {type(p).__name__}, expected torch.Tensor")
             if not p.requires_grad:
-                raise ValueError(f"{name} contains a tensor of shape {tuple(p.shape)} that does not require grad")
+                raise ValueError(
+                    f"{name} contains a tensor of shape {tuple(p.shape)} that does not require grad"
+                )
             if not p.is_leaf:
-                raise ValueError(f"{name} contains a non-leaf tensor of shape {tuple(p.shape)}; pass leaf parameters")
+                raise ValueError(
+                    f"{name} contains a non-leaf tensor of shape {tuple(p.shape)}; pass leaf parameters"
+                )
             if id(p) in seen:
                 raise ValueError(f"{name} lists the same tensor (shape {tuple(p.shape)}) more than once")
             seen.add(id(p))

@@ -22,7 +22,9 @@ def swapped(params: Sequence[Tensor], values: Sequence[Tensor]) -> Iterator[None
     with torch.no_grad():
         for p, v in zip(params, values):
             if p.shape != v.shape:
-                raise ValueError(f"swapped: value of shape {tuple(v.shape)} for a parameter of shape {tuple(p.shape)}")
+                raise ValueError(
+                    f"swapped: value of shape {tuple(v.shape)} for a parameter of shape {tuple(p.shape)}"
+                )
             saved.append(p.detach().clone())
             p.copy_(v)
     try:

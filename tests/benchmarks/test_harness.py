@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.harness import REGISTRY, Context, Outcome, claim, run_claim, select, write_record, write_report
+from benchmarks.harness import (
+    REGISTRY,
+    Context,
+    Outcome,
+    claim,
+    run_claim,
+    select,
+    write_record,
+    write_report,
+)
 
 
 @pytest.fixture
@@ -37,7 +46,9 @@ def temp_claims():
 
 
 def test_verdicts_records_and_report(temp_claims, tmp_path: Path) -> None:
-    recs = [run_claim(c, full=False, seed=0, out_dir=tmp_path, show_progress=False) for c in select(["zz_test"])]
+    recs = [
+        run_claim(c, full=False, seed=0, out_dir=tmp_path, show_progress=False) for c in select(["zz_test"])
+    ]
     by = {r.name: r for r in recs}
     assert by["zz_test.ok"].verdict == "holds"
     assert by["zz_test.short"].verdict == "falls short"
