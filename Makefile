@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
+export NO_MKDOCS_2_WARNING ?= 1
 
 .PHONY: install bench bench-full test test-slow lint types docs pytest clean
 
