@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml requirements/pins.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c requirements/pins.txt torch torchaudio
 	$(PY) -m pip install --quiet -c requirements/pins.txt -e '.[all]'
+	# boat-torch (a peer for one benchmark) pins numpy<=1.26: it lives beside the venv, not in it.
+	$(PY) -m pip install --quiet --upgrade --no-deps --target $(VENV)/peers/boat 'boat-torch==1.1.1'
 	touch $(STAMP)
 
 install: $(STAMP)

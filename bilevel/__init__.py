@@ -1,17 +1,42 @@
 """bilevel: model-agnostic bilevel, meta-learning and multi-objective optimizers for PyTorch.
 
-Public names are re-exported here; submodules (``bilevel.meta``, ``bilevel.moo``, ``bilevel.sampling``,
-``bilevel.hypergrad``, ``bilevel.theory``) are imported on demand.
+Public names are re-exported here; the subpackages ``bilevel.meta``, ``bilevel.hypergrad``, ``bilevel.moo``,
+``bilevel.sampling`` and ``bilevel.theory`` are importable as attributes (torch and numpy only).
 """
 
-from bilevel import schedules
+from bilevel import hypergrad, meta, moo, sampling, schedules, theory
+from bilevel.equilibrium import Equilibrium, EquilibriumStats
+from bilevel.penalty import PenaltyBGD, PenaltyStats
+from bilevel.sampling import (
+    BucketBatchSampler,
+    DistributedSoftRandomSampler,
+    FixedSubsetSampler,
+    FreshSubsetSampler,
+    ShuffledSampler,
+    SoftRandomSampler,
+)
 from bilevel.schedules import Constant, LinearRamp
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BucketBatchSampler",
     "Constant",
+    "DistributedSoftRandomSampler",
+    "Equilibrium",
+    "EquilibriumStats",
+    "FixedSubsetSampler",
+    "FreshSubsetSampler",
     "LinearRamp",
+    "PenaltyBGD",
+    "PenaltyStats",
+    "ShuffledSampler",
+    "SoftRandomSampler",
     "__version__",
+    "hypergrad",
+    "meta",
+    "moo",
+    "sampling",
     "schedules",
+    "theory",
 ]

@@ -3,4 +3,15 @@
 ``zoo`` uses :mod:`bilevel` through its public API only, as any user would.
 """
 
-__all__: list[str] = []
+from zoo.decoding import ctc_greedy, ctc_prefix_beam_search
+from zoo.models import DOTA, SAR, ConformerCTC, SARStreamer, build_model
+
+__all__: list[str] = [
+    "DOTA",
+    "SAR",
+    "ConformerCTC",
+    "SARStreamer",
+    "build_model",
+    "ctc_greedy",
+    "ctc_prefix_beam_search",
+]

@@ -1,0 +1,231 @@
+"""``Equilibrium``: the stateful optimizer around :func:`equilibrium_direction`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bilevel._checks import check_choice, check_int, check_real
+from bilevel._distributed import all_reduce_mean_
+from bilevel._params import ParamsT, param_groups
+from bilevel.equilibrium._core import MODES, SourceLoss, equilibrium_direction
+
+
+@dataclass
+class EquilibriumStats:
+    """What one :meth:`Equilibrium.step` did.
+
+    Attributes:
+        sources: indices (into ``source_losses``) of the sources used this step.
+        loss_before: each used source's loss at :math:`\\theta` (first batch), in ``sources`` order.
+        loss_after: each used source's loss after its :math:`K` inner steps (last batch).
+        step: the number of outer steps taken, this one included.
+    """
+
+    sources: list[int]
+    loss_before: list[float]
+    loss_after: list[float]
+    step: int
+
+    @property
+    def mean_before(self) -> float:
+        """Mean of :attr:`loss_before` (the averaged global loss of the used sources)."""
+        return sum(self.loss_before) / len(self.loss_before)
+
+    @property
+    def mean_after(self) -> float:
+        """Mean of :attr:`loss_after` (the equilibrium objective of the used sources)."""
+        return sum(self.loss_after) / len(self.loss_after)
+
+
+class Equilibrium(torch.optim.Optimizer):
+    r"""Equilibrium-constrained multi-source training (Cui, Saif, Kingsbury & Chen, arXiv 2508.19990).
+
+    With :math:`M` data sources and per-source losses :math:`\ell_i`, instead of the averaged loss
+    :math:`\frac1M\sum_i\ell_i(\theta)` it minimises the loss each source reaches after :math:`K`
+    of its own gradient steps from :math:`\theta`:
+
+    .. math::
+
+        \min_\theta \frac1M\sum_{i=1}^M \ell_i(\phi_i^K(\theta)) + \lambda_g\frac1M\sum_i\ell_i(\theta),
+        \qquad \phi_i^0=\theta,\quad \phi_i^{k+1}=\phi_i^k-\beta\nabla\ell_i(\phi_i^k).
+
+    Each :meth:`step` forms the outer direction (see :func:`~bilevel.equilibrium.equilibrium_direction`)
+    by ``mode``:
+
+    - ``"first_order"``: :math:`\frac1M\sum_i\nabla\ell_i(\phi_i^K)`, dropping :math:`d\phi/d\theta`
+      (the paper's first-order solver; first-order MAML with support = query = source :math:`i`);
+    - ``"second_order"``: the exact gradient :math:`\frac1M\sum_i\prod_k(I-\beta\nabla^2\ell_i(\phi_i^k))
+      \nabla\ell_i(\phi_i^K)` through ``torch.autograd`` (closures must be functional, see below);
+    - ``"reptile"``: :math:`\frac1M\sum_i(\theta-\phi_i^K)/(\beta K)`, the mean gradient along each
+      path; a step of size ``lr`` is Reptile's interpolation with :math:`\epsilon = \text{lr}/(\beta K)`.
+
+    The direction is written into ``.grad`` (averaged across ranks under ``torch.distributed``) and
+    applied by plain SGD of size ``lr``, or by ``outer_optimizer`` (any ``torch.optim`` class).
+    Inner steps never change the parameters: without ``functional`` the closures are evaluated at
+    :math:`\phi` by writing it into the parameters in place, and the values are restored bit for bit.
+
+    Args:
+        params: the parameters :math:`\theta` (tensors or param-group dicts; groups may set ``lr``
+            and ``inner_lr``).
+        lr: outer learning rate.
+        inner_lr: :math:`\beta \ge 0`.
+        inner_steps: :math:`K \ge 0` (``>= 1`` for ``"reptile"``); ``K = 0`` is averaged-loss training.
+        mode: ``"first_order"``, ``"second_order"`` or ``"reptile"``.
+        global_weight: :math:`\lambda_g \ge 0`, weight of the plain averaged-loss gradient.
+        sources_per_step: use a random subset of this many sources per step (``None``: all).
+        seed: seed of the source sampler (its state is in :meth:`state_dict`).
+        functional: closures take one argument, the list of parameter values (in the order of
+            ``params``), and must compute the loss from it (e.g. ``torch.func.functional_call``);
+            required for ``"second_order"``.
+        outer_optimizer: a ``torch.optim.Optimizer`` class for the outer update (default ``SGD``).
+        outer_kwargs: extra keyword arguments for ``outer_optimizer`` (e.g. ``betas``).
+
+    Each source's closure is called :math:`K+1` times per step, and should draw a fresh batch each
+    time.
+
+    Example:
+        >>> import torch, bilevel
+        >>> w = torch.nn.Parameter(torch.zeros(2))
+        >>> targets = [torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 2.0])]
+        >>> opt = bilevel.Equilibrium([w], lr=0.1, inner_lr=0.1, inner_steps=3)
+        >>> stats = opt.step(source_losses=[lambda t=t: ((w - t) ** 2).sum() for t in targets])
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        *,
+        lr: float,
+        inner_lr: float,
+        inner_steps: int,
+        mode: str = "first_order",
+        global_weight: float = 0.0,
+        sources_per_step: int | None = None,
+        seed: int = 0,
+        functional: bool = False,
+        outer_optimizer: type[torch.optim.Optimizer] | None = None,
+        outer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        check_real(lr, "lr", low=0.0)
+        check_real(inner_lr, "inner_lr", low=0.0)
+        self.mode = check_choice(mode, "mode", MODES)
+        self.inner_steps = check_int(inner_steps, "inner_steps", low=1 if mode == "reptile" else 0)
+        self.global_weight = check_real(global_weight, "global_weight", low=0.0)
+        if sources_per_step is not None:
+            check_int(sources_per_step, "sources_per_step", low=1)
+        self.sources_per_step = sources_per_step
+        if mode == "second_order" and not functional:
+            raise ValueError(
+                "mode='second_order' needs functional=True: closures that take the list of parameter "
+                "values, so the inner steps can be differentiated"
+            )
+        self.functional = bool(functional)
+        groups = param_groups(params, name="params")
+        for g in groups:
+            if "inner_lr" in g:
+                check_real(g["inner_lr"], "inner_lr (param group)", low=0.0)
+        super().__init__(groups, {"lr": lr, "inner_lr": inner_lr})
+        if outer_optimizer is None:
+            outer_optimizer = torch.optim.SGD
+        if not (isinstance(outer_optimizer, type) and issubclass(outer_optimizer, torch.optim.Optimizer)):
+            raise TypeError("outer_optimizer must be a torch.optim.Optimizer subclass")
+        self.outer = outer_optimizer(self.param_groups, **(outer_kwargs or {}))
+        self._share()
+        self._generator = torch.Generator().manual_seed(check_int(seed, "seed"))
+        self._steps = 0
+
+    def _share(self) -> None:
+        # The outer optimizer owns the param groups and state; share them so LR schedulers, zero_grad
+        # and user code that edits ``param_groups`` act on the update that is applied.
+        self.param_groups = self.outer.param_groups
+        self.state = self.outer.state
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group (it may set ``lr`` and ``inner_lr``); the outer optimizer receives it too."""
+        if not hasattr(self, "outer"):  # during torch.optim.Optimizer.__init__
+            super().add_param_group(param_group)
+            return
+        (group,) = param_groups([param_group], name="param_group")
+        mine = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in mine for p in group["params"]):
+            raise ValueError("param_group contains parameters that are already optimized")
+        group.setdefault("inner_lr", self.defaults["inner_lr"])
+        check_real(group["inner_lr"], "inner_lr (param group)", low=0.0)
+        self.outer.add_param_group(group)
+        self._share()
+
+    def _choose(self, m: int) -> list[int]:
+        if self.sources_per_step is None or self.sources_per_step >= m:
+            return list(range(m))
+        perm = torch.randperm(m, generator=self._generator)[: self.sources_per_step]
+        return sorted(int(i) for i in perm)
+
+    def _params(self) -> list[Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def step(  # type: ignore[override]
+        self, closure: Callable[[], Any] | None = None, *, source_losses: Sequence[SourceLoss]
+    ) -> EquilibriumStats:
+        """One outer step; ``source_losses[i]`` returns source ``i``'s loss on a fresh batch."""
+        if closure is not None:
+            raise TypeError("Equilibrium.step takes source_losses=[...], not a single closure")
+        if isinstance(source_losses, Callable):  # type: ignore[arg-type]
+            raise TypeError("source_losses must be a sequence of closures, one per source")
+        closures = list(source_losses)
+        if not closures:
+            raise ValueError("source_losses is empty: expected one loss closure per source")
+        for i, c in enumerate(closures):
+            if not callable(c):
+                raise TypeError(f"source_losses[{i}] must be callable, got {type(c).__name__}")
+        chosen = self._choose(len(closures))
+        params = self._params()
+        lrs = [float(g["inner_lr"]) for g in self.param_groups for _ in g["params"]]
+        res = equilibrium_direction(
+            params,
+            [closures[i] for i in chosen],
+            inner_lr=lrs,
+            inner_steps=self.inner_steps,
+            mode=self.mode,
+            global_weight=self.global_weight,
+            functional=self.functional,
+            source_ids=chosen,
+        )
+        all_reduce_mean_(res.direction)
+        for p, d in zip(params, res.direction):
+            p.grad = d
+        self.outer.step()
+        self._steps += 1
+        return EquilibriumStats(chosen, res.loss_before, res.loss_after, self._steps)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The outer optimizer's state, the step counter and the source sampler's RNG state."""
+        return {
+            "outer": self.outer.state_dict(),
+            "steps": self._steps,
+            "generator": self._generator.get_state(),
+            "config": {
+                "mode": self.mode,
+                "inner_steps": self.inner_steps,
+                "global_weight": self.global_weight,
+                "sources_per_step": self.sources_per_step,
+            },
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output (the configuration must match)."""
+        missing = {"outer", "steps", "generator", "config"} - set(state_dict)
+        if missing:
+            raise ValueError(f"state_dict is missing {sorted(missing)}; was it saved by Equilibrium?")
+        cfg = state_dict["config"]
+        mine = self.state_dict()["config"]
+        if cfg != mine:
+            raise ValueError(f"state_dict was saved with configuration {cfg}, but this optimizer has {mine}")
+        self.outer.load_state_dict(state_dict["outer"])
+        self._share()
+        self._steps = int(state_dict["steps"])
+        self._generator.set_state(state_dict["generator"])

@@ -1,0 +1,136 @@
+"""Matrix-free linear solvers on lists of tensors: conjugate gradient and the Neumann series.
+
+Both solve :math:`A x = b` given only the map :math:`v \\mapsto A v` (in bilevel problems a
+Hessian-vector product), with ``b`` and ``x`` lists of tensors shaped like the parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from bilevel._checks import check_choice, check_int, check_real
+
+MatVec = Callable[[Sequence[Tensor]], Sequence[Tensor]]
+"""A linear map on lists of tensors, e.g. a Hessian-vector product."""
+
+
+def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
+    return sum(
+        (torch.sum(x * y) for x, y in zip(a, b)), torch.zeros((), dtype=a[0].dtype, device=a[0].device)
+    )
+
+
+def _check_rhs(b: Sequence[Tensor]) -> list[Tensor]:
+    b = list(b)
+    if not b or not all(isinstance(t, Tensor) for t in b):
+        raise ValueError("b must be a non-empty sequence of tensors")
+    return [t.detach() for t in b]
+
+
+def _apply(matvec: MatVec, v: Sequence[Tensor], like: Sequence[Tensor]) -> list[Tensor]:
+    out = [t.detach() for t in matvec(v)]
+    if len(out) != len(like) or any(o.shape != t.shape for o, t in zip(out, like)):
+        raise ValueError("matvec must return tensors shaped like its input")
+    return out
+
+
+def cg(
+    matvec: MatVec, b: Sequence[Tensor], *, steps: int, tol: float = 0.0, indefinite: str = "raise"
+) -> list[Tensor]:
+    r"""Conjugate gradient for :math:`A x = b` with :math:`A` symmetric positive definite.
+
+    Starts at :math:`x_0 = 0`. After :math:`k` steps the error in the :math:`A`-norm is at most
+    :math:`2\left(\frac{\sqrt\kappa-1}{\sqrt\kappa+1}\right)^k \|x^*\|_A` (κ = condition number of
+    :math:`A`); in exact arithmetic CG terminates in at most ``dim`` steps (Hestenes & Stiefel, 1952).
+
+    Args:
+        matvec: :math:`v \mapsto A v` on lists of tensors shaped like ``b``.
+        b: the right-hand side.
+        steps: maximum number of iterations (each costs one ``matvec``), ``>= 0``.
+        tol: stop early once :math:`\|r_k\|_2 \le` ``tol`` :math:`\cdot\|b\|_2` (``0`` runs all steps).
+        indefinite: what to do when a search direction has non-positive curvature
+            :math:`p^\top A p \le 0` (the operator is not positive definite, e.g. a Hessian away from a
+            minimum): ``"raise"`` a ``ValueError``, or ``"stop"`` and return the current iterate
+            (truncated CG as in Steihaug 1983; if it happens on the first step, ``b`` itself is
+            returned, i.e. :math:`A` is replaced by :math:`I`).
+
+    Returns:
+        The approximate solution, detached, shaped like ``b``.
+    """
+    return cg_info(matvec, b, steps=steps, tol=tol, indefinite=indefinite).x
+
+
+@dataclass
+class CGInfo:
+    """:func:`cg_info`'s result: the solution, iterations run, and whether negative curvature stopped it."""
+
+    x: list[Tensor]
+    iterations: int
+    hit_indefinite: bool
+
+
+def cg_info(
+    matvec: MatVec, b: Sequence[Tensor], *, steps: int, tol: float = 0.0, indefinite: str = "raise"
+) -> CGInfo:
+    """:func:`cg`, also reporting the iterations run and whether non-positive curvature was met."""
+    check_int(steps, "steps", low=0)
+    check_real(tol, "tol", low=0.0)
+    check_choice(indefinite, "indefinite", ("raise", "stop"))
+    b = _check_rhs(b)
+    x = [torch.zeros_like(t) for t in b]
+    r = [t.clone() for t in b]
+    p = [t.clone() for t in b]
+    rr = _dot(r, r)
+    stop = (tol**2) * rr
+    for k in range(steps):
+        if rr <= stop or rr == 0:
+            return CGInfo(x, k, False)
+        ap = _apply(matvec, p, b)
+        pap = _dot(p, ap)
+        if pap <= 0:
+            if indefinite == "raise":
+                raise ValueError(
+                    "cg: the operator is not positive definite along a search direction "
+                    f"(pAp = {float(pap)}); "
+                    "regularise it, or pass indefinite='stop'"
+                )
+            return CGInfo(x if k > 0 else [t.clone() for t in b], k, True)
+        alpha = rr / pap
+        x = [xi + alpha * pi for xi, pi in zip(x, p)]
+        r = [ri - alpha * api for ri, api in zip(r, ap)]
+        rr_new = _dot(r, r)
+        p = [ri + (rr_new / rr) * pi for ri, pi in zip(r, p)]
+        rr = rr_new
+    return CGInfo(x, steps, False)
+
+
+def neumann(matvec: MatVec, b: Sequence[Tensor], *, steps: int, alpha: float) -> list[Tensor]:
+    r"""Truncated Neumann series :math:`x_n = \alpha\sum_{j=0}^{n}(I-\alpha A)^j b \approx A^{-1}b`.
+
+    Converges when the spectrum of :math:`A` lies in :math:`(0, 2/\alpha)`; for symmetric positive
+    definite :math:`A` with eigenvalues in :math:`[\mu, L]` and :math:`\alpha \le 1/L` the error is
+    :math:`\|x_n - x^*\| \le (1-\alpha\mu)^{n+1}\|x^*\|` (Lorraine, Vicol & Duvenaud, AISTATS 2020).
+
+    Args:
+        matvec: :math:`v \mapsto A v`.
+        b: the right-hand side.
+        steps: number of series terms after the first (``n`` above; each costs one ``matvec``).
+        alpha: the step :math:`\alpha > 0`.
+
+    Returns:
+        The approximate solution, detached, shaped like ``b``.
+    """
+    check_int(steps, "steps", low=0)
+    alpha = check_real(alpha, "alpha", low=0.0, low_open=True)
+    b = _check_rhs(b)
+    term = [t.clone() for t in b]
+    acc = [t.clone() for t in b]
+    for _ in range(steps):
+        at = _apply(matvec, term, b)
+        term = [t - alpha * a for t, a in zip(term, at)]
+        acc = [s + t for s, t in zip(acc, term)]
+    return [alpha * s for s in acc]

@@ -1,0 +1,79 @@
+"""PCGrad: gradient surgery (Yu, Kumar, Gupta, Levine, Hausman, Finn, NeurIPS 2020)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bilevel._checks import check_choice, check_int
+from bilevel.moo._base import Aggregator, check_gramian
+
+
+def pcgrad_weights(
+    gramian: Tensor, *, generator: torch.Generator | None = None, reduction: str = "sum"
+) -> Tensor:
+    r"""Weights c with :math:`d = \sum_i c_i g_i` equal to PCGrad's direction, computed on the Gramian.
+
+    For every i, in a random order over j ≠ i: if :math:`\langle g_i^{PC}, g_j\rangle < 0` then
+    :math:`g_i^{PC} \leftarrow g_i^{PC} - \frac{\langle g_i^{PC}, g_j\rangle}{\|g_j\|^2} g_j`; then
+    :math:`d = \sum_i g_i^{PC}` (``reduction="sum"``, as in the paper) or the mean. Every
+    :math:`g_i^{PC}` stays in the span of the gradients, so tracking its coefficients is exact.
+    One permutation per i is drawn from ``generator`` (CPU).
+    """
+    check_choice(reduction, "reduction", ("sum", "mean"))
+    q = check_gramian(gramian).detach().to(device="cpu", dtype=torch.float64)
+    m = q.shape[0]
+    Q = q.tolist()
+    total = [0.0] * m
+    for i in range(m):
+        coef = [0.0] * m
+        coef[i] = 1.0
+        for j in torch.randperm(m, generator=generator).tolist():
+            if j == i or Q[j][j] <= 0:
+                continue
+            ip = sum(Q[j][k] * coef[k] for k in range(m))
+            if ip < 0:
+                coef[j] -= ip / Q[j][j]
+        total = [t + c for t, c in zip(total, coef)]
+    w = torch.tensor(total, dtype=torch.float64)
+    if reduction == "mean":
+        w = w / m
+    return w.to(device=gramian.device, dtype=gramian.dtype)
+
+
+class PCGrad(Aggregator):
+    r"""Projecting conflicting gradients: each :math:`g_i` is projected onto the normal plane of every
+    :math:`g_j` it conflicts with (:math:`\langle g_i, g_j\rangle < 0`), in a random order, and the
+    projected gradients are summed.
+
+    Reference: T. Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020 (Algorithm 1).
+
+    Args:
+        seed: seed of the random order (a CPU ``torch.Generator``); the generator's state is part of
+            :meth:`state_dict`, so a resumed run draws the same orders.
+        reduction: ``"sum"`` (paper) or ``"mean"`` of the projected gradients.
+    """
+
+    def __init__(self, seed: int = 0, *, reduction: str = "sum") -> None:
+        super().__init__()
+        self.reduction = check_choice(reduction, "reduction", ("sum", "mean"))
+        self.generator = torch.Generator().manual_seed(check_int(seed, "seed", low=0))
+
+    def weights_from_gramian(
+        self, gramian: Tensor, cross_gramian: Tensor | None = None, *, losses: Tensor | None = None
+    ) -> Tensor:
+        w = pcgrad_weights(gramian, generator=self.generator, reduction=self.reduction)
+        return self._record(w, gramian)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state) != {"generator"}:
+            raise ValueError(f"PCGrad.load_state_dict expects the key 'generator', got {sorted(state)}")
+        self.generator.set_state(state["generator"])
+
+    def __repr__(self) -> str:
+        return f"PCGrad(reduction={self.reduction!r})"

@@ -1,0 +1,349 @@
+"""The stateful :class:`PenaltyBGD` optimizer: a thin wrapper over :mod:`bilevel.penalty.functional`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bilevel._checks import check_choice, check_int, check_real
+from bilevel._params import ParamsT, check_disjoint, copy_values, flat_params, param_groups
+from bilevel.penalty.functional import (
+    PENALTIES,
+    Closure,
+    inner_steps_,
+    penalty_grads,
+    step_scale,
+    value_estimate,
+)
+from bilevel.penalty.stats import PenaltyStats
+from bilevel.schedules import Schedule, as_schedule
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+"""Builds a ``torch.optim`` optimizer from param groups and keyword arguments, e.g. ``torch.optim.Adam``
+or ``functools.partial(torch.optim.AdamW, weight_decay=0.01)``."""
+
+GAMMA_UNITS = ("step", "epoch")
+
+
+def _stat_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _norm(grads: list[Tensor | None], like: Tensor) -> Tensor:
+    """‖grads‖₂ as a 0-dim tensor on the device (no sync): per-tensor norms in the gradient's own precision
+    (an upcast copy of a large tensor is slow), batched into one kernel where torch offers it, combined in
+    float64."""
+    dt = _stat_dtype(like.device)
+    present = [g.detach() for g in grads if g is not None]
+    present = [g if g.dtype in (torch.float32, torch.float64) else g.float() for g in present]
+    if not present:
+        return torch.zeros((), device=like.device, dtype=dt)
+    if len(present) == 1:
+        return torch.linalg.vector_norm(present[0]).to(dt)
+    foreach_norm = getattr(torch, "_foreach_norm", None)
+    same_kind = len({(g.device, g.dtype) for g in present}) == 1
+    if foreach_norm is not None and same_kind:
+        norms = list(foreach_norm(present))
+    else:
+        norms = [torch.linalg.vector_norm(g) for g in present]
+    return torch.linalg.vector_norm(torch.stack(norms).to(dt))
+
+
+class PenaltyBGD(torch.optim.Optimizer):
+    r"""Penalty-based bilevel gradient descent (PBGD; Shen & Chen, ICML 2023), the solver of BL-JUST
+    (Saif et al., arXiv 2401.06980, 2412.08548).
+
+    Solves :math:`\min_{x,y} f(x,y)` s.t. :math:`y \in \arg\min_{y'} g(x,y')` through the penalty
+
+    .. math:: F_\gamma(x, y) = f(x, y) + \gamma\,\bigl(g(x, y) - v(x)\bigr),\qquad v(x) = \min_{y'} g(x, y'),
+
+    where ``x`` are the ``upper_params`` and ``y`` the ``lower_params`` (a parameter used by both losses
+    belongs to ``y``). Each :meth:`step`:
+
+    1. if ``inner_steps > 0``: advances a persistent, warm-started copy :math:`\omega` of ``y`` by
+       ``inner_steps`` plain gradient steps of size ``inner_lr`` on :math:`g(x, \cdot)` and estimates
+       :math:`v(x) \approx g(x, \omega)`, Danskin gradient :math:`\nabla_x v \approx \nabla_x g(x, \omega)`;
+       with ``inner_steps=0`` v is a constant (BL-JUST's case: nothing to estimate);
+    2. computes :math:`c\,\nabla_x F_\gamma` and :math:`c\,\nabla_y F_\gamma` with
+       :math:`c = \min(1, 1/\gamma)` (``scale_steps=True``, the official code's step scaling) or 1;
+    3. writes them into ``.grad`` (replacing what was there: no ``zero_grad`` is needed) and lets one
+       ``torch.optim`` optimizer per level step.
+
+    With ``penalty="gradient"`` (G-PBGD) the penalty is :math:`\lVert\nabla_y g(x, y)\rVert^2`, differentiated
+    through by double backward; no :math:`\omega` is kept.
+
+    It is a :class:`torch.optim.Optimizer`: ``param_groups`` lists the upper groups then the lower groups
+    (shared with the per-level optimizers, so LR schedulers work), ``zero_grad`` and
+    ``state_dict``/``load_state_dict`` round-trip exactly (the step and epoch counters,
+    :math:`\omega` and both levels' optimizer states). When ``torch.distributed`` is initialised every
+    gradient it computes is averaged across ranks (do not wrap the model in DDP, or call ``step`` under
+    ``no_sync()``).
+
+    Args:
+        upper_params: ``x``: tensors or param-group dicts; may be empty (pure BL-JUST on one model).
+        lower_params: ``y``: tensors or param-group dicts; must not be empty nor overlap ``upper_params``.
+        lr: default learning rate of both levels (param groups may override it).
+        gamma: γ ≥ 0, a float or a schedule ``k -> γ_k`` such as :class:`bilevel.LinearRamp`
+            (the official code ramps γ linearly from 0).
+        inner_steps: gradient steps on :math:`\omega` per step (0: v treated as constant).
+        inner_lr: step size of the inner steps (default ``lr``).
+        penalty: ``"value"`` (g − v, V-PBGD) or ``"gradient"`` (‖∇_y g‖², G-PBGD).
+        scale_steps: multiply both gradients by :math:`\min(1, 1/\gamma)` (keeps a step tuned at γ ≤ 1 stable
+            for large γ, since the smoothness constant grows like :math:`L_f + \gamma L_g`).
+        gamma_per: ``"step"``: the schedule's counter is the number of steps taken; ``"epoch"``: the number
+            of :meth:`end_epoch` calls (BL-JUST ramps γ per epoch).
+        check_finite: validate every step (one device sync): a non-finite loss or gradient raises a
+            ``ValueError`` and leaves the parameters unchanged. ``False`` never waits for the device (useful
+            on GPUs with small models); the stats are then read lazily and non-finite values propagate.
+        optimizer: factory of both levels' optimizers, called as
+            ``optimizer(groups, lr=lr, **optimizer_kwargs)``
+            (default ``torch.optim.SGD``: plain gradient steps of size ``lr``).
+        optimizer_kwargs: extra keyword arguments for ``optimizer``.
+        upper_optimizer, lower_optimizer: per-level factories overriding ``optimizer`` (called the same way).
+
+    Example:
+        >>> opt = PenaltyBGD(head.parameters(), body.parameters(), lr=0.1,
+        ...                  gamma=LinearRamp(0.0, 10.0, 1000), inner_steps=1)  # doctest: +SKIP
+        >>> stats = opt.step(upper_loss=f, lower_loss=g)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        upper_params: ParamsT | None,
+        lower_params: ParamsT,
+        lr: float = 1e-2,
+        *,
+        gamma: float | Schedule = 1.0,
+        inner_steps: int = 0,
+        inner_lr: float | None = None,
+        penalty: str = "value",
+        scale_steps: bool = True,
+        gamma_per: str = "step",
+        check_finite: bool = True,
+        optimizer: OptimizerFactory | None = None,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        upper_optimizer: OptimizerFactory | None = None,
+        lower_optimizer: OptimizerFactory | None = None,
+    ) -> None:
+        lr = check_real(lr, "lr", low=0.0)
+        upper_groups = param_groups(upper_params, name="upper_params", allow_empty=True)
+        lower_groups = param_groups(lower_params, name="lower_params")
+        self._upper = flat_params(upper_groups)
+        self._lower = flat_params(lower_groups)
+        check_disjoint(self._upper, self._lower, "upper_params", "lower_params")
+        self.gamma = as_schedule(gamma, "gamma")
+        check_real(self.gamma(0), "gamma", low=0.0)
+        self.inner_steps = check_int(inner_steps, "inner_steps", low=0)
+        self.inner_lr = lr if inner_lr is None else check_real(inner_lr, "inner_lr", low=0.0, low_open=True)
+        self.penalty = check_choice(penalty, "penalty", PENALTIES)
+        if not isinstance(scale_steps, bool):
+            raise TypeError(f"scale_steps must be a bool, got {type(scale_steps).__name__}")
+        self.scale_steps = scale_steps
+        self.gamma_per = check_choice(gamma_per, "gamma_per", GAMMA_UNITS)
+        if not isinstance(check_finite, bool):
+            raise TypeError(f"check_finite must be a bool, got {type(check_finite).__name__}")
+        self.check_finite = check_finite
+        kwargs = {"lr": lr, **(optimizer_kwargs or {})}
+        base = optimizer if optimizer is not None else torch.optim.SGD
+        for name, fac in (
+            ("optimizer", base),
+            ("upper_optimizer", upper_optimizer),
+            ("lower_optimizer", lower_optimizer),
+        ):
+            if fac is not None and not callable(fac):
+                raise TypeError(f"{name} must be an optimizer class or factory, got {type(fac).__name__}")
+        self.upper_optimizer = (upper_optimizer or base)(upper_groups, **kwargs) if upper_groups else None
+        self.lower_optimizer = (lower_optimizer or base)(lower_groups, **kwargs)
+        for name, o in (("upper_optimizer", self.upper_optimizer), ("lower_optimizer", self.lower_optimizer)):
+            if o is not None and not isinstance(o, torch.optim.Optimizer):
+                raise TypeError(
+                    f"{name} factory returned {type(o).__name__}, expected a torch.optim.Optimizer"
+                )
+        self._ready = False
+        super().__init__([*self._upper, *self._lower], {"lr": lr})
+        self._ready = True
+        self._link_groups()
+        self._step = 0
+        self._epoch = 0
+        self._omega: list[Tensor] | None = None
+
+    # -- torch.optim.Optimizer plumbing -------------------------------------------------------------
+    def _levels(self) -> list[torch.optim.Optimizer]:
+        return [o for o in (self.upper_optimizer, self.lower_optimizer) if o is not None]
+
+    def _link_groups(self) -> None:
+        self.param_groups = [grp for o in self._levels() for grp in o.param_groups]
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if getattr(self, "_ready", False):
+            raise NotImplementedError(
+                "PenaltyBGD cannot add param groups after construction; "
+                "pass them as upper_params/lower_params"
+            )
+        super().add_param_group(param_group)
+
+    @property
+    def step_count(self) -> int:
+        """Number of :meth:`step` calls so far (restored by :meth:`load_state_dict`)."""
+        return self._step
+
+    @property
+    def epoch(self) -> int:
+        """Number of :meth:`end_epoch` calls so far."""
+        return self._epoch
+
+    @property
+    def omega(self) -> list[Tensor] | None:
+        """The inner copy ω of the lower parameters (``None`` before a step with ``inner_steps > 0``)."""
+        return self._omega
+
+    def current_gamma(self) -> float:
+        """γ that the next :meth:`step` will use."""
+        k = self._epoch if self.gamma_per == "epoch" else self._step
+        return check_real(self.gamma(k), "gamma", low=0.0)
+
+    def end_epoch(self) -> None:
+        """Advance the epoch counter (γ's counter when ``gamma_per="epoch"``)."""
+        self._epoch += 1
+
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        """Counters, ω and both levels' optimizer states (LR schedulers keep their own)."""
+        return {
+            "step": self._step,
+            "epoch": self._epoch,
+            "omega": None if self._omega is None else [w.clone() for w in self._omega],
+            "upper": None if self.upper_optimizer is None else self.upper_optimizer.state_dict(),
+            "lower": self.lower_optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+        """Restore a :meth:`state_dict`; the run then continues bit for bit as if never stopped."""
+        missing = {"step", "epoch", "omega", "upper", "lower"} - set(state_dict)
+        if missing:
+            raise ValueError(f"state_dict is missing {sorted(missing)}; was it saved by PenaltyBGD?")
+        if (state_dict["upper"] is None) != (self.upper_optimizer is None):
+            raise ValueError("state_dict was saved with a different (empty vs non-empty) set of upper_params")
+        omega = state_dict["omega"]
+        if omega is not None:
+            if len(omega) != len(self._lower) or any(w.shape != p.shape for w, p in zip(omega, self._lower)):
+                raise ValueError("state_dict['omega'] does not match the shapes of lower_params")
+            omega = [w.detach().to(p.device, p.dtype).clone() for w, p in zip(omega, self._lower)]
+        if self.upper_optimizer is not None:
+            self.upper_optimizer.load_state_dict(state_dict["upper"])
+        self.lower_optimizer.load_state_dict(state_dict["lower"])
+        self._step = check_int(state_dict["step"], "state_dict['step']", low=0)
+        self._epoch = check_int(state_dict["epoch"], "state_dict['epoch']", low=0)
+        self._omega = omega
+        self._link_groups()
+
+    # -- the step -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _write_grads(self, params: list[Tensor], grads: list[Tensor | None]) -> None:
+        for p, g in zip(params, grads):
+            p.grad = None if g is None else g.detach().to(p.dtype)
+
+    def _validate(self, vals: list[float], has_v: bool, use_scaler: bool) -> None:
+        f, g, _, nu, nl, v = vals
+        for value, name in ((f, "upper_loss"), (g, "lower_loss")):
+            if not math.isfinite(value):
+                raise ValueError(f"{name} returned a non-finite loss ({value}); parameters left unchanged")
+        if has_v and not math.isfinite(v):
+            self._omega = None  # restart the inner copy from the lower parameters next time
+            raise ValueError(
+                f"lower_loss returned a non-finite loss ({v}) at the inner copy ω (is inner_lr too large?); "
+                "ω was reset to the lower parameters, which are left unchanged"
+            )
+        if not use_scaler and not (math.isfinite(nu) and math.isfinite(nl)):
+            raise ValueError("the penalised gradient is not finite; parameters left unchanged")
+
+    def step(  # type: ignore[override]
+        self,
+        upper_loss: Closure | None = None,
+        lower_loss: Closure | None = None,
+        *,
+        grad_scaler: torch.amp.GradScaler | None = None,
+    ) -> PenaltyStats:
+        """Take one penalised step; returns :class:`PenaltyStats` measured before the update.
+
+        Args:
+            upper_loss: closure returning f(x, y) (a finite scalar tensor).
+            lower_loss: closure returning g(x, y); it reads the lower parameters, which are temporarily
+                backed by ω while the inner steps run.
+            grad_scaler: an enabled ``torch.amp.GradScaler`` scales the losses, unscales the gradients,
+                skips the update when they are not finite and is updated (``grad_scaler.update()``) here.
+        """
+        if not callable(upper_loss) or not callable(lower_loss):
+            raise TypeError("PenaltyBGD.step needs two closures: step(upper_loss=..., lower_loss=...)")
+        gamma = self.current_gamma()
+        c = step_scale(gamma) if self.scale_steps else 1.0
+        for p in (*self._upper, *self._lower):  # overwritten below; freeing them first lets memory be reused
+            p.grad = None
+        use_scaler = grad_scaler is not None and grad_scaler.is_enabled()
+        loss_scale = 1.0
+        if use_scaler and grad_scaler is not None:  # scale() also initialises a fresh scaler's state
+            loss_scale = float(grad_scaler.scale(torch.ones((), device=self._lower[0].device)).item())
+        v: Tensor | None = None
+        if self.penalty == "value" and self.inner_steps > 0:
+            if self._omega is None:
+                self._omega = copy_values(self._lower)
+            inner_steps_(
+                self._omega,
+                self._lower,
+                lower_loss,
+                steps=self.inner_steps,
+                lr=self.inner_lr,
+                loss_scale=loss_scale,
+                check_finite=False,
+            )
+            v = value_estimate(self._upper, self._lower, lower_loss, self._omega, check_finite=False)
+        pg = penalty_grads(
+            self._upper,
+            self._lower,
+            upper_loss,
+            lower_loss,
+            gamma,
+            penalty=self.penalty,
+            v=v,
+            scale=c,
+            loss_scale=loss_scale,
+            check_finite=False,
+        )
+        denom = c * loss_scale
+        sdt = _stat_dtype(pg.f.device)
+        ldt = torch.promote_types(pg.f.dtype, pg.g.dtype)  # same-dtype casts below are free (no kernel)
+        f_l, g_l = pg.f.to(ldt), pg.g.to(ldt)
+        zero = f_l.new_zeros(())
+        gap = zero if pg.gap is None else pg.gap.to(ldt)
+        v_val = g_l - gap if (pg.gap is not None and v is not None) else zero
+        on_device = torch.cat(  # [f, g, gap, ‖∇_x F‖, ‖∇_y F‖, v]
+            [
+                torch.stack([f_l, g_l, gap]).to(sdt),
+                torch.stack([_norm(pg.upper, pg.f), _norm(pg.lower, pg.f)]) / denom,
+                v_val.to(sdt).reshape(1),
+            ]
+        )
+        vals: Tensor | list[float] = on_device
+        if self.check_finite:  # the one device sync of a step: validate before anything changes
+            vals = on_device.tolist()
+            self._validate(vals, v is not None, use_scaler)
+        self._write_grads(self._upper, pg.upper)
+        self._write_grads(self._lower, pg.lower)
+        skipped = False
+        if use_scaler and grad_scaler is not None:
+            for o in self._levels():
+                grad_scaler.step(o)
+            before = grad_scaler.get_scale()
+            grad_scaler.update()
+            skipped = grad_scaler.get_scale() < before
+        else:
+            for o in self._levels():
+                o.step()
+        stats = PenaltyStats(
+            step=self._step, gamma=gamma, scale=c, skipped=skipped, values=vals, has_gap=pg.gap is not None
+        )
+        self._step += 1
+        return stats

@@ -1,0 +1,123 @@
+"""SpeechDataset, collate and the length-bucketed batch sampler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.utils.data import DataLoader
+
+from zoo.data import (
+    CharTokenizer,
+    CorpusConfig,
+    LengthBucketBatchSampler,
+    LogMel,
+    SpeechDataset,
+    build_corpus,
+    collate,
+    read_manifest,
+)
+
+CFG = CorpusConfig(name="unit-ds", n_utterances=16, languages=("en", "de"), shard_size=8)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_corpus(CFG, out=tmp_path_factory.mktemp("ds"), seed=1, workers=2, progress=False)
+
+
+def test_items_and_filters(corpus: Path) -> None:
+    tok = CharTokenizer.from_corpus(corpus)
+    feats = LogMel(n_mels=24)
+    ds = SpeechDataset(corpus, ["labelled", "unlabelled", "dev", "test"], tok, feats)
+    assert len(ds) == 16
+    it = ds[0]
+    u = read_manifest(corpus)[0]
+    assert it["id"] == u.id and it["text"] == u.transcript
+    assert it["feats"].shape == (feats.num_frames(u.num_samples), 24) and it["feats"].dtype == torch.float32
+    assert tok.decode(it["tokens"].tolist()) == u.transcript
+    assert ds.lengths == [ds[i]["feats"].shape[0] for i in range(len(ds))]
+    en = SpeechDataset(corpus, None, tok, feats, languages=["en"])
+    assert {en[i]["language"] for i in range(len(en))} == {"en"}
+    clean = (
+        SpeechDataset(corpus, None, tok, feats, domains=["*:*:*:clean"])
+        if any(x.channel == "clean" for x in read_manifest(corpus))
+        else None
+    )
+    if clean is not None:
+        assert all(clean[i]["domain"].endswith(":clean") for i in range(len(clean)))
+    tr = SpeechDataset(corpus, None, tok, feats, target="translation")
+    assert tr[0]["text"] == u.translation
+    with pytest.raises(ValueError, match="no utterance matches"):
+        SpeechDataset(corpus, "dev", tok, feats, languages=["it"])
+    with pytest.raises(ValueError, match="unknown split"):
+        SpeechDataset(corpus, "train", tok, feats)
+
+
+def test_cache_gives_identical_features(corpus: Path) -> None:
+    tok = CharTokenizer.from_corpus(corpus)
+    a = SpeechDataset(corpus, None, tok, LogMel(n_mels=24))
+    b = SpeechDataset(corpus, None, tok, LogMel(n_mels=24)).precompute()
+    assert len(b._cache) == len(b)
+    assert all(torch.equal(a[i]["feats"], b[i]["feats"]) for i in range(len(a)))
+
+
+def test_collate_pads_and_reports_lengths(corpus: Path) -> None:
+    tok = CharTokenizer.from_corpus(corpus)
+    ds = SpeechDataset(corpus, None, tok, LogMel(n_mels=24))
+    items = [ds[i] for i in range(5)]
+    b = collate(items)
+    T, U = max(i["feats"].shape[0] for i in items), max(len(i["tokens"]) for i in items)
+    assert b["feats"].shape == (5, T, 24) and b["tokens"].shape == (5, U)
+    for k, it in enumerate(items):
+        n, m = it["feats"].shape[0], len(it["tokens"])
+        assert b["feat_lens"][k] == n and b["token_lens"][k] == m
+        assert torch.equal(b["feats"][k, :n], it["feats"]) and (b["feats"][k, n:] == 0).all()
+        assert torch.equal(b["tokens"][k, :m], it["tokens"]) and (b["tokens"][k, m:] == 0).all()
+    assert b["ids"] == [i["id"] for i in items] and b["texts"] == [i["text"] for i in items]
+    loader = DataLoader(
+        ds, batch_sampler=LengthBucketBatchSampler(ds.lengths, batch_size=4), collate_fn=collate
+    )
+    assert sum(len(x["ids"]) for x in loader) == len(ds)
+    with pytest.raises(ValueError, match="empty"):
+        collate([])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 500), min_size=1, max_size=80), st.integers(1, 9), st.integers(0, 10**6))
+def test_sampler_partitions_indices(lengths: list[int], bs: int, seed: int) -> None:
+    s = LengthBucketBatchSampler(
+        lengths, batch_size=bs, generator=torch.Generator().manual_seed(seed), bucket_batches=3
+    )
+    batches = list(s)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(1 <= len(b) <= bs for b in batches)
+    assert len(batches) == len(s)
+    budget = 600
+    f = LengthBucketBatchSampler(lengths, max_frames=budget, seed=seed)
+    fb = list(f)
+    assert sorted(i for b in fb for i in b) == list(range(len(lengths)))
+    for b in fb:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= budget
+    assert len(f) == len(fb)
+
+
+def test_sampler_sorts_within_pools_and_is_deterministic() -> None:
+    lengths = list(torch.randint(1, 1000, (200,), generator=torch.Generator().manual_seed(0)).tolist())
+    s = LengthBucketBatchSampler(lengths, batch_size=10, seed=3)
+    a, b = list(s), list(s)
+    assert a == b
+    s.set_epoch(1)
+    assert list(s) != a
+    # padding waste is far below random batching
+    waste = lambda bs: sum(len(x) * max(lengths[i] for i in x) - sum(lengths[i] for i in x) for x in bs)  # noqa: E731
+    rand = [list(range(i, i + 10)) for i in range(0, 200, 10)]
+    assert waste(a) < 0.5 * waste(rand)
+    unshuffled = LengthBucketBatchSampler(lengths, batch_size=10, shuffle=False, bucket_batches=100)
+    flat = [lengths[i] for b in unshuffled for i in b]
+    assert flat == sorted(lengths)
+    with pytest.raises(ValueError, match="exactly one"):
+        LengthBucketBatchSampler(lengths)

@@ -1,0 +1,71 @@
+"""A generated multilingual speech corpus, real-corpus readers, features, tokenizers and batching.
+
+Quick start::
+
+    from zoo.data import build_corpus, read_manifest, CharTokenizer, LogMel, SpeechDataset, collate
+
+    root = build_corpus("tiny")                       # ≈ 4 min of eSpeak NG speech, cached
+    tok = CharTokenizer.from_corpus(root)
+    ds = SpeechDataset(root, "labelled", tok, LogMel(n_mels=40), languages=["en"])
+    batch = collate([ds[0], ds[1]])
+"""
+
+from zoo.data.audio import AudioError, audio_info, load_audio, write_audio
+from zoo.data.corpus import PRESETS, CorpusConfig, build_corpus, corpus_stats, default_dir, load_stats
+from zoo.data.dataset import LengthBucketBatchSampler, SpeechDataset, collate, select
+from zoo.data.features import (
+    Fbank,
+    GlobalCMVN,
+    LogMel,
+    SpecAugment,
+    spec_augment,
+    stack_frames,
+    stacked_length,
+    utterance_cmvn,
+)
+from zoo.data.manifest import SPLITS, Utterance, read_manifest, write_manifest
+from zoo.data.readers import read_covost_tsv, read_librispeech
+from zoo.data.synth import VoiceSpec, synthesize, synthesize_here
+from zoo.data.text import LANGUAGES, Phrase, normalize, random_phrase
+from zoo.data.tokenizers import CharTokenizer, SentencePieceTokenizer, corpus_tokenizer
+
+__all__ = [
+    "LANGUAGES",
+    "PRESETS",
+    "SPLITS",
+    "AudioError",
+    "CharTokenizer",
+    "CorpusConfig",
+    "Fbank",
+    "GlobalCMVN",
+    "LengthBucketBatchSampler",
+    "LogMel",
+    "Phrase",
+    "SentencePieceTokenizer",
+    "SpecAugment",
+    "SpeechDataset",
+    "Utterance",
+    "VoiceSpec",
+    "audio_info",
+    "build_corpus",
+    "collate",
+    "corpus_stats",
+    "corpus_tokenizer",
+    "default_dir",
+    "load_audio",
+    "load_stats",
+    "normalize",
+    "random_phrase",
+    "read_covost_tsv",
+    "read_librispeech",
+    "read_manifest",
+    "select",
+    "spec_augment",
+    "stack_frames",
+    "stacked_length",
+    "synthesize",
+    "synthesize_here",
+    "utterance_cmvn",
+    "write_audio",
+    "write_manifest",
+]

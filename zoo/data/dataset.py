@@ -1,0 +1,296 @@
+"""``SpeechDataset``, ``collate`` and a length-bucketed batch sampler for CTC/attention training.
+
+Items are dictionaries ``{"id", "feats" (T, F) float32, "tokens" (U,) int64, "text", "language",
+"domain", "split", "duration"}``. :func:`collate` pads features with zeros and tokens with 0 (the blank /
+padding id of every tokenizer here) and returns lengths.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+from zoo.data.audio import load_audio
+from zoo.data.manifest import SPLITS, Utterance, read_manifest
+
+
+class Tokenizer(Protocol):
+    blank_id: int
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+def select(
+    utts: Sequence[Utterance],
+    split: str | Sequence[str] | None = None,
+    languages: Sequence[str] | None = None,
+    domains: Sequence[str] | None = None,
+) -> list[Utterance]:
+    """Utterances of ``split`` (one name or several), ``languages`` and ``domains`` (exact names or
+    ``fnmatch`` patterns such as ``"en:*:*:clean"``); ``None`` keeps all."""
+    splits = None if split is None else ({split} if isinstance(split, str) else set(split))
+    if splits is not None:
+        bad = splits - set(SPLITS)
+        if bad:
+            raise ValueError(f"unknown split(s) {sorted(bad)}; expected {', '.join(SPLITS)}")
+    out = []
+    for u in utts:
+        if splits is not None and u.split not in splits:
+            continue
+        if languages is not None and u.language not in languages:
+            continue
+        if domains is not None and not any(
+            u.domain == d or fnmatch.fnmatchcase(u.domain, d) for d in domains
+        ):
+            continue
+        out.append(u)
+    return out
+
+
+class SpeechDataset(Dataset[dict[str, Any]]):
+    """Utterances of a built corpus (or any manifest) as features and token ids.
+
+    Args:
+        corpus_dir: a corpus directory or manifest file, or a list of :class:`Utterance`.
+        split: ``"labelled"``, ``"unlabelled"``, ``"dev"``, ``"test"``, several of them, or ``None`` (all).
+        tokenizer: anything with ``encode(str) -> list[int]`` (see :mod:`zoo.data.tokenizers`).
+        features: a module mapping a waveform ``(N,)`` to ``(T, F)`` (e.g. :class:`~zoo.data.LogMel`).
+        languages: keep only these languages.
+        domains: keep only these domains (exact or ``fnmatch`` patterns).
+        target: ``"transcript"`` (recognition) or ``"translation"`` (X→en).
+        cache: keep computed features in memory (computed lazily, or all at once with :meth:`precompute`).
+        transform: optional function applied to the features after the cache (e.g. SpecAugment).
+
+    Raises ``ValueError`` naming the item for an utterance whose audio is missing, unreadable or truncated,
+    and when the selection is empty.
+    """
+
+    def __init__(
+        self,
+        corpus_dir: str | Path | Sequence[Utterance],
+        split: str | Sequence[str] | None,
+        tokenizer: Tokenizer,
+        features: Callable[[Tensor], Tensor],
+        languages: Sequence[str] | None = None,
+        domains: Sequence[str] | None = None,
+        target: str = "transcript",
+        cache: bool = False,
+        transform: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        if target not in ("transcript", "translation"):
+            raise ValueError(f"target must be 'transcript' or 'translation', got {target!r}")
+        utts = list(corpus_dir) if not isinstance(corpus_dir, (str, Path)) else read_manifest(corpus_dir)
+        self.utterances = select(utts, split, languages, domains)
+        if not self.utterances:
+            raise ValueError(
+                f"no utterance matches split={split!r}, languages={languages!r}, domains={domains!r}"
+            )
+        self.tokenizer, self.features, self.target = tokenizer, features, target
+        self.transform = transform
+        self.cache = cache
+        self._cache: dict[int, Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def feature_frames(self, i: int) -> int:
+        """Frames of item ``i`` without computing it (from the manifest's sample count when possible)."""
+        u = self.utterances[i]
+        nf = getattr(self.features, "num_frames", None)
+        n = u.num_samples or round(u.duration * u.sample_rate)
+        return int(nf(n)) if callable(nf) else n // 160 + 1
+
+    @property
+    def lengths(self) -> list[int]:
+        """Feature frames of every item, for :class:`LengthBucketBatchSampler`."""
+        return [self.feature_frames(i) for i in range(len(self))]
+
+    def waveform(self, i: int) -> Tensor:
+        """The audio of item ``i`` as float32 ``(N,)``."""
+        u = self.utterances[i]
+        try:
+            wav = load_audio(u.path, u.sample_rate, expected_samples=u.num_samples or None)
+        except ValueError as e:
+            raise ValueError(f"utterance {u.id!r}: {e}") from None
+        return torch.from_numpy(wav)
+
+    def _feats(self, i: int) -> Tensor:
+        if self.cache and i in self._cache:
+            return self._cache[i]
+        with torch.no_grad():
+            f = self.features(self.waveform(i)).float()
+        if f.dim() != 2:
+            raise ValueError(f"features must return (T, F) for one waveform, got shape {tuple(f.shape)}")
+        if self.cache:
+            self._cache[i] = f
+        return f
+
+    def precompute(self, progress: bool = False) -> SpeechDataset:
+        """Compute and cache the features of every item now (turns caching on)."""
+        from tqdm.auto import tqdm
+
+        self.cache = True
+        for i in tqdm(range(len(self)), desc="features", disable=not progress, leave=False):
+            self._feats(i)
+        return self
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        u = self.utterances[i]
+        f = self._feats(i)
+        if self.transform is not None:
+            f = self.transform(f)
+        text = u.transcript if self.target == "transcript" else u.translation
+        return {
+            "id": u.id,
+            "feats": f,
+            "tokens": torch.tensor(self.tokenizer.encode(text), dtype=torch.long),
+            "text": text,
+            "language": u.language,
+            "domain": u.domain,
+            "split": u.split,
+            "duration": u.duration,
+        }
+
+
+def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Pad a list of items into a batch.
+
+    Returns ``{"feats": (B, T, F) zero-padded, "feat_lens": (B,), "tokens": (B, U) padded with 0,
+    "token_lens": (B,), "texts", "ids", "languages", "domains"}``.
+    """
+    if not items:
+        raise ValueError("cannot collate an empty list of items")
+    feats = [it["feats"] for it in items]
+    toks = [it["tokens"] for it in items]
+    dims = {f.shape[1] for f in feats}
+    if len(dims) != 1:
+        raise ValueError(f"items have different feature dimensions {sorted(dims)}")
+    B, T, U = len(items), max(f.shape[0] for f in feats), max((t.numel() for t in toks), default=0)
+    x = feats[0].new_zeros(B, T, feats[0].shape[1])
+    y = torch.zeros(B, U, dtype=torch.long)
+    for b, (f, t) in enumerate(zip(feats, toks)):
+        x[b, : f.shape[0]] = f
+        y[b, : t.numel()] = t
+    return {
+        "feats": x,
+        "feat_lens": torch.tensor([f.shape[0] for f in feats], dtype=torch.long),
+        "tokens": y,
+        "token_lens": torch.tensor([t.numel() for t in toks], dtype=torch.long),
+        "texts": [it["text"] for it in items],
+        "ids": [it["id"] for it in items],
+        "languages": [it.get("language", "") for it in items],
+        "domains": [it.get("domain", "") for it in items],
+    }
+
+
+class LengthBucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length, to waste little padding.
+
+    The indices are (optionally) shuffled, cut into pools of ``bucket_batches`` batches' worth, sorted by
+    length inside each pool, cut into batches (``batch_size`` items each, or as many as fit in
+    ``max_frames`` padded frames, i.e. ``len(batch) · max length <= max_frames``), and the batch order is
+    shuffled. Deterministic given ``generator``; :meth:`set_epoch` reseeds per epoch.
+
+    Args:
+        lengths: length of every item (e.g. ``SpeechDataset.lengths``).
+        batch_size: items per batch (exclusive with ``max_frames``).
+        max_frames: padded-frame budget per batch (an item longer than it gets a batch of its own).
+        shuffle: shuffle items and batches.
+        generator: source of randomness (default: seeded from ``seed``).
+        drop_last: drop a final smaller batch (``batch_size`` mode only).
+        bucket_batches: batches per sorting pool (larger = less padding, less randomness).
+        seed: base seed when ``generator`` is not given.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int | None = None,
+        max_frames: int | None = None,
+        shuffle: bool = True,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+        bucket_batches: int = 50,
+        seed: int = 0,
+    ) -> None:
+        if (batch_size is None) == (max_frames is None):
+            raise ValueError("give exactly one of batch_size and max_frames")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        if len(lengths) == 0:
+            raise ValueError("lengths must not be empty")
+        self.lengths = [int(n) for n in lengths]
+        self.batch_size, self.max_frames = batch_size, max_frames
+        self.shuffle, self.drop_last, self.bucket_batches = shuffle, drop_last, bucket_batches
+        self.generator = generator
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use a different shuffle for ``epoch`` (when no explicit generator was given)."""
+        self.epoch = epoch
+
+    def _gen(self) -> torch.Generator:
+        if self.generator is not None:
+            return self.generator
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+
+    def batches(self) -> list[list[int]]:
+        n = len(self.lengths)
+        g = self._gen()
+        order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
+        pool = self._pool()
+        out: list[list[int]] = []
+        for s in range(0, n, pool):
+            chunk = sorted(order[s : s + pool], key=lambda i: self.lengths[i])
+            if self.batch_size is not None:
+                out += [chunk[j : j + self.batch_size] for j in range(0, len(chunk), self.batch_size)]
+            else:
+                cur: list[int] = []
+                for i in chunk:
+                    if cur and (len(cur) + 1) * max(self.lengths[i], self.lengths[cur[-1]]) > self.max_frames:  # type: ignore[operator]
+                        out.append(cur)
+                        cur = []
+                    cur.append(i)
+                if cur:
+                    out.append(cur)
+        if self.drop_last and self.batch_size is not None:
+            out = [b for b in out if len(b) == self.batch_size]
+        if self.shuffle:
+            out = [out[i] for i in torch.randperm(len(out), generator=g).tolist()]
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def _pool(self) -> int:
+        per = self.batch_size or max(1, self.max_frames // max(1, max(self.lengths)))  # type: ignore[operator]
+        return per * self.bucket_batches
+
+    def __len__(self) -> int:
+        """Batches per epoch (exact in ``batch_size`` mode; for ``max_frames`` with an explicit generator,
+        the count of the unshuffled order, which can differ by a few batches)."""
+        n = len(self.lengths)
+        if self.batch_size is not None:
+            bs, pool = self.batch_size, self._pool()
+            sizes = [min(pool, n - s) for s in range(0, n, pool)]
+            return sum(m // bs if self.drop_last else -(-m // bs) for m in sizes)
+        if self.generator is None:
+            return len(self.batches())
+        return len(
+            LengthBucketBatchSampler(
+                self.lengths, max_frames=self.max_frames, shuffle=False, bucket_batches=self.bucket_batches
+            ).batches()
+        )

@@ -1,0 +1,88 @@
+"""Recognition and translation metrics: WER, CER (Levenshtein), BLEU and chrF (sacrebleu).
+
+* :func:`wer` — corpus word error rate :math:`\\sum_i d(r_i, h_i) / \\sum_i |r_i|` where :math:`d` is the
+  Levenshtein distance (substitutions + deletions + insertions) between word sequences and
+  :math:`|r_i|` the number of reference words; a fraction (0.25 = 25 %), can exceed 1.
+* :func:`cer` — the same over characters (spaces included).
+* :func:`bleu` — corpus BLEU (Papineni et al., 2002) with sacrebleu's defaults (4-grams, brevity penalty,
+  13a tokenisation), on the 0–100 scale.
+* :func:`chrf` — chrF (Popović, 2015), character n-gram F-score with β = 2, on the 0–100 scale.
+
+Inputs are one string or a sequence of strings (references and hypotheses aligned one to one); no
+normalisation is applied here (use :func:`zoo.data.normalize` on both sides first if needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def _pairs(refs: str | Sequence[str], hyps: str | Sequence[str]) -> tuple[list[str], list[str]]:
+    r = [refs] if isinstance(refs, str) else list(refs)
+    h = [hyps] if isinstance(hyps, str) else list(hyps)
+    if len(r) != len(h):
+        raise ValueError(f"got {len(r)} references and {len(h)} hypotheses; they must pair up")
+    for name, xs in (("references", r), ("hypotheses", h)):
+        for i, x in enumerate(xs):
+            if not isinstance(x, str):
+                raise TypeError(f"{name}[{i}] must be a str, got {type(x).__name__}")
+    return r, h
+
+
+def edit_distance(a: Sequence[object], b: Sequence[object]) -> int:
+    """Levenshtein distance between two sequences (unit costs), by dynamic programming."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        prev = cur
+    return prev[-1]
+
+
+def error_counts(refs: str | Sequence[str], hyps: str | Sequence[str], unit: str = "word") -> tuple[int, int]:
+    """``(total edit distance, total reference length)`` in words or characters."""
+    if unit not in ("word", "char"):
+        raise ValueError(f"unit must be 'word' or 'char', got {unit!r}")
+    r, h = _pairs(refs, hyps)
+    errs = n = 0
+    for a, b in zip(r, h):
+        sa, sb = (a.split(), b.split()) if unit == "word" else (list(a), list(b))
+        errs += edit_distance(sa, sb)
+        n += len(sa)
+    return errs, n
+
+
+def wer(refs: str | Sequence[str], hyps: str | Sequence[str]) -> float:
+    """Corpus word error rate (fraction). Raises ``ValueError`` if the references hold no word."""
+    e, n = error_counts(refs, hyps, "word")
+    if n == 0:
+        raise ValueError("WER is undefined: the references contain no words")
+    return e / n
+
+
+def cer(refs: str | Sequence[str], hyps: str | Sequence[str]) -> float:
+    """Corpus character error rate (fraction, spaces count as characters)."""
+    e, n = error_counts(refs, hyps, "char")
+    if n == 0:
+        raise ValueError("CER is undefined: the references are empty")
+    return e / n
+
+
+def bleu(refs: str | Sequence[str], hyps: str | Sequence[str]) -> float:
+    """Corpus BLEU (0–100) with sacrebleu's defaults; one reference per hypothesis."""
+    import sacrebleu
+
+    r, h = _pairs(refs, hyps)
+    return float(sacrebleu.corpus_bleu(h, [r]).score)
+
+
+def chrf(refs: str | Sequence[str], hyps: str | Sequence[str]) -> float:
+    """Corpus chrF (0–100, β = 2, character 6-grams) with sacrebleu."""
+    import sacrebleu
+
+    r, h = _pairs(refs, hyps)
+    return float(sacrebleu.corpus_chrf(h, [r]).score)
+
+
+__all__ = ["bleu", "cer", "chrf", "edit_distance", "error_counts", "wer"]
