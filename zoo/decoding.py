@@ -29,7 +29,7 @@ def _check(log_probs: Tensor, lengths: Tensor | None) -> Tensor:
         raise ValueError(f"log_probs must be (B, T, C), got {tuple(log_probs.shape)}")
     B, T, _ = log_probs.shape
     if lengths is None:
-        return torch.full((B,), T, dtype=torch.long)
+        return torch.full((B,), T, dtype=torch.long, device=log_probs.device)
     if lengths.shape != (B,):
         raise ValueError(f"lengths must be ({B},), got {tuple(lengths.shape)}")
     if B and (int(lengths.max()) > T or int(lengths.min()) < 0):

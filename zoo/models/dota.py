@@ -191,11 +191,12 @@ class DOTA(nn.Module):
         x, la = stack_frames(feats, feat_lens, self.cfg.stack)
         if x.shape[1] > self.cfg.max_audio:
             raise ValueError(f"audio prefix of {x.shape[1]} positions exceeds max_audio={self.cfg.max_audio}")
-        pos = sinusoidal_positions(torch.arange(x.shape[1]), self.cfg.d_model)
+        pos = sinusoidal_positions(torch.arange(x.shape[1], device=x.device), self.cfg.d_model)
         return self.audio_in(x) + pos, la
 
     def _text(self, ids: Tensor, start: int) -> Tensor:
-        pos = sinusoidal_positions(self.cfg.max_audio + start + torch.arange(ids.shape[1]), self.cfg.d_model)
+        pos = torch.arange(ids.shape[1], device=ids.device)
+        pos = sinusoidal_positions(self.cfg.max_audio + start + pos, self.cfg.d_model)
         return self.emb_in(self.embed(ids)) + pos
 
     def _logits(self, h: Tensor) -> Tensor:
@@ -214,7 +215,7 @@ class DOTA(nn.Module):
         valid = lengths_to_mask(la, La)
         m = valid[:, None, :].expand(-1, La, La).clone()
         if not self.cfg.bidirectional_prefix:
-            m &= torch.ones(La, La, dtype=torch.bool).tril()
+            m &= torch.ones(La, La, dtype=torch.bool, device=la.device).tril()
         return m
 
     # -- training -----------------------------------------------------------------------------------
@@ -226,14 +227,14 @@ class DOTA(nn.Module):
         B, La, _ = audio.shape
         has_targets = tokens is not None
         if tokens is None:
-            tokens = torch.zeros(B, 0, dtype=torch.long)
-            token_lens = torch.zeros(B, dtype=torch.long)
+            tokens = torch.zeros(B, 0, dtype=torch.long, device=audio.device)
+            token_lens = torch.zeros(B, dtype=torch.long, device=audio.device)
         if token_lens is None:
             raise ValueError("token_lens is required with tokens")
         U = tokens.shape[1]
         if U + 1 > cfg.max_text:
             raise ValueError(f"transcripts of {U} tokens exceed max_text={cfg.max_text} - 1")
-        sep = torch.full((B, 1), cfg.sep_id, dtype=torch.long)
+        sep = torch.full((B, 1), cfg.sep_id, dtype=torch.long, device=tokens.device)
         inp = torch.cat([sep, tokens], 1)
         inp = inp.masked_fill(~lengths_to_mask(token_lens + 1, U + 1), cfg.sep_id)
         x = torch.cat([audio, self._text(inp, 0)], 1)
@@ -241,16 +242,16 @@ class DOTA(nn.Module):
         a_valid = lengths_to_mask(la, La)
         t_valid = lengths_to_mask(token_lens + 1, U + 1)
         keys = torch.cat([a_valid, t_valid], 1)
-        mask = torch.ones(L, L, dtype=torch.bool).tril()[None] & keys[:, None, :]
+        mask = torch.ones(L, L, dtype=torch.bool, device=keys.device).tril()[None] & keys[:, None, :]
         mask = mask.clone()
         mask[:, :, :La] = a_valid[:, None, :]
         if not cfg.bidirectional_prefix:
-            mask[:, :La, :La] &= torch.ones(La, La, dtype=torch.bool).tril()
+            mask[:, :La, :La] &= torch.ones(La, La, dtype=torch.bool, device=mask.device).tril()
         else:
             mask[:, :La, La:] = False
         h, _ = self._run(x, _bias(mask, x.dtype))
         logits = self._logits(h[:, La:])
-        tgt = torch.cat([tokens, torch.full((B, 1), -100, dtype=torch.long)], 1)
+        tgt = torch.cat([tokens, torch.full((B, 1), -100, dtype=torch.long, device=tokens.device)], 1)
         tgt = tgt.scatter(1, token_lens[:, None], cfg.sep_id)
         tgt = tgt.masked_fill(~t_valid, -100)
         losses: dict[str, Tensor] = {}
@@ -267,18 +268,18 @@ class DOTA(nn.Module):
         """Run the audio prefix and the first [SEP]; returns first logits, cache, key validity, La."""
         audio, la = self._audio(feats, feat_lens)
         B, La, _ = audio.shape
-        sep = self._text(torch.full((B, 1), self.cfg.sep_id, dtype=torch.long), 0)
+        sep = self._text(torch.full((B, 1), self.cfg.sep_id, dtype=torch.long, device=audio.device), 0)
         x = torch.cat([audio, sep], 1)
         a_valid = lengths_to_mask(la, La)
-        keys = torch.cat([a_valid, torch.ones(B, 1, dtype=torch.bool)], 1)
-        mask = torch.zeros(B, La + 1, La + 1, dtype=torch.bool)
+        keys = torch.cat([a_valid, torch.ones(B, 1, dtype=torch.bool, device=a_valid.device)], 1)
+        mask = torch.zeros(B, La + 1, La + 1, dtype=torch.bool, device=a_valid.device)
         mask[:, :La, :La] = self._prefix_mask(la, La)
         mask[:, La] = keys
         h, cache = self._run(x, _bias(mask, x.dtype))
         return self._logits(h[:, -1]), cache, keys, La
 
     def _step(self, ids: Tensor, cache: Cache, keys: Tensor, t: int) -> tuple[Tensor, Cache, Tensor]:
-        keys = torch.cat([keys, torch.ones(ids.shape[0], 1, dtype=torch.bool)], 1)
+        keys = torch.cat([keys, torch.ones(ids.shape[0], 1, dtype=torch.bool, device=keys.device)], 1)
         h, cache = self._run(self._text(ids[:, None], t), _bias(keys[:, None, :], torch.float32), cache)
         return self._logits(h[:, -1]), cache, keys
 
@@ -313,7 +314,7 @@ class DOTA(nn.Module):
         limit = self._limit(max_len, La)
         B = feats.shape[0]
         out: list[list[int]] = [[] for _ in range(B)]
-        done = torch.zeros(B, dtype=torch.bool)
+        done = torch.zeros(B, dtype=torch.bool, device=logits.device)
         for t in range(1, limit + 1):
             nxt = logits.argmax(-1)
             for b in range(B):
@@ -329,7 +330,7 @@ class DOTA(nn.Module):
         sep = self.cfg.sep_id
         logits, cache, keys, La = self._prime(feats, feat_lens)
         limit = self._limit(max_len, La)
-        scores = torch.zeros(1)
+        scores = torch.zeros(1, device=logits.device)
         seqs: list[list[int]] = [[]]
         finished: list[tuple[float, list[int]]] = []
         for t in range(1, limit + 2):
@@ -353,12 +354,12 @@ class DOTA(nn.Module):
             best_done = max((f[0] for f in finished), default=-math.inf)
             if not keep_rows or (len(finished) >= beam and best_done >= max(keep_scores)):
                 break
-            rows = torch.tensor(keep_rows)
+            rows = torch.tensor(keep_rows, device=keys.device)
             cache = [(k[rows], v[rows]) for k, v in cache]
             keys = keys[rows]
             seqs = [[*seqs[r], c] for r, c in zip(keep_rows, keep_ids)]
-            scores = torch.tensor(keep_scores)
-            logits, cache, keys = self._step(torch.tensor(keep_ids), cache, keys, t)
+            scores = torch.tensor(keep_scores, device=logits.device)
+            logits, cache, keys = self._step(torch.tensor(keep_ids, device=keys.device), cache, keys, t)
         if not finished:
             return seqs[0]
         return max(finished, key=lambda f: f[0])[1]

@@ -133,7 +133,7 @@ def align_to_blocks(log_probs: Tensor, tokens: Tensor, block: int, blank: int = 
     """
     T, U = log_probs.shape[0], tokens.shape[0]
     if U == 0:
-        return torch.zeros(0, dtype=torch.long)
+        return torch.zeros(0, dtype=torch.long, device=log_probs.device)
     repeats = int((tokens[1:] == tokens[:-1]).sum()) if U > 1 else 0
     if T >= U + repeats:
         try:
@@ -143,15 +143,16 @@ def align_to_blocks(log_probs: Tensor, tokens: Tensor, block: int, blank: int = 
                 warnings.simplefilter("ignore")
                 path, _ = taf.forced_align(log_probs[None].float(), tokens[None].int(), blank=blank)
             p = path[0]
-            prev = torch.cat([torch.tensor([blank], dtype=p.dtype), p[:-1]])
+            prev = torch.cat([torch.tensor([blank], dtype=p.dtype, device=p.device), p[:-1]])
             starts = torch.nonzero((p != blank) & (p != prev)).flatten()
             # a repeated label needs a blank between its spikes, so every start is a new label
             if starts.numel() == U:
-                return torch.div(starts, block, rounding_mode="floor").long()
+                return torch.div(starts, block, rounding_mode="floor").long().to(log_probs.device)
         except (RuntimeError, ValueError):
             pass
     n_blocks = max(1, -(-T // block))
-    return torch.div(torch.arange(U) * n_blocks, U, rounding_mode="floor").long()
+    idx = torch.arange(U, device=log_probs.device)
+    return torch.div(idx * n_blocks, U, rounding_mode="floor").long()
 
 
 class _CrossAttention(nn.Module):
@@ -168,7 +169,9 @@ class _CrossAttention(nn.Module):
         B, T, d = x.shape
         q = self.q(self.ln(x)).view(B, T, self.h, self.dh).transpose(1, 2)
         k, v = (t.view(B, -1, self.h, self.dh).transpose(1, 2) for t in self.kv(ctx).chunk(2, -1))
-        bias = torch.zeros(allowed.shape, dtype=x.dtype).masked_fill(~allowed, torch.finfo(x.dtype).min / 4)
+        bias = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(
+            ~allowed, torch.finfo(x.dtype).min / 4
+        )
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None])
         return x + self.drop(self.o(a.transpose(1, 2).reshape(B, T, d)))
 
@@ -225,7 +228,8 @@ class SAR(nn.Module):
         right = n * cfg.block - T + cfg.lookahead
         xp = F.pad(x, (0, 0, cfg.past, right))
         w = xp.unfold(1, cfg.window, cfg.block)[:, :n]  # (B, n, D, W)
-        pos = torch.arange(n)[:, None] * cfg.block - cfg.past + torch.arange(cfg.window)[None, :]
+        i, j = torch.arange(n, device=x.device), torch.arange(cfg.window, device=x.device)
+        pos = i[:, None] * cfg.block - cfg.past + j[None, :]
         valid = (pos[None] >= 0) & (pos[None] < lengths[:, None, None])
         return w.permute(0, 1, 3, 2).reshape(B * n, cfg.window, D), valid.reshape(B * n, cfg.window), n
 
@@ -250,7 +254,7 @@ class SAR(nn.Module):
         """LM subnetwork: ``(B, m)`` labels → ``(B, m+1, d)`` states of ``[BOS, y_1 … y_m]`` (causal)."""
         inp = F.pad(labels, (1, 0), value=0)
         L = inp.shape[1]
-        mask = torch.ones(L, L, dtype=torch.bool).triu(1)
+        mask = torch.ones(L, L, dtype=torch.bool, device=labels.device).triu(1)
         return self.lm_ln(self.lm(self.embed(inp), mask=mask, is_causal=True))
 
     def _fused_logits(self, h: Tensor, ctx: Tensor, allowed: Tensor) -> Tensor:
@@ -276,24 +280,29 @@ class SAR(nn.Module):
         n = max(1, -(-T // cfg.block))
         U = tokens.shape[1]
         logp = logits.detach().float().log_softmax(-1)
-        blocks = torch.full((B, U), n, dtype=torch.long)  # padding labels sit past the last block
+        # padding labels sit past the last block
+        blocks = torch.full((B, U), n, dtype=torch.long, device=h.device)
         for b in range(B):
             u = int(token_lens[b])
             blocks[b, :u] = align_to_blocks(logp[b, : int(lengths[b])], tokens[b, :u], cfg.block).clamp(
                 max=n - 1
             )
         ctx = self.label_context(tokens)  # (B, U+1, d)
-        frame_block = torch.arange(T) // cfg.block
+        frame_block = torch.arange(T, device=h.device) // cfg.block
         # labels emitted before the block of frame t: m = #{u : block_u < block(t)}
         m = (blocks[:, None, :] < frame_block[None, :, None]).sum(-1)  # (B, T)
-        allowed = torch.arange(U + 1)[None, None, :] <= m[..., None]
+        allowed = torch.arange(U + 1, device=h.device)[None, None, :] <= m[..., None]
         fused = self._fused_logits(h, ctx, allowed)  # (B, T, C)
         # per-block CTC
         pad = n * cfg.block - T
         fb = F.pad(fused, (0, 0, 0, pad)).reshape(B * n, cfg.block, -1)
-        blens = (lengths[:, None] - torch.arange(n)[None, :] * cfg.block).clamp(0, cfg.block).reshape(-1)
-        tb = torch.zeros(B * n, max(U, 1), dtype=torch.long)
-        tl = torch.zeros(B * n, dtype=torch.long)
+        blens = (
+            (lengths[:, None] - torch.arange(n, device=h.device)[None, :] * cfg.block)
+            .clamp(0, cfg.block)
+            .reshape(-1)
+        )
+        tb = torch.zeros(B * n, max(U, 1), dtype=torch.long, device=h.device)
+        tl = torch.zeros(B * n, dtype=torch.long, device=h.device)
         for b in range(B):
             for j in range(n):
                 sel = tokens[b][blocks[b] == j]
@@ -326,8 +335,8 @@ class SAR(nn.Module):
             return []
         plain = self.ctc_head(h_b).argmax(-1).tolist()
         if self.cfg.sar:
-            ctx = self.label_context(torch.tensor([state.hyp], dtype=torch.long))
-            allowed = torch.ones(1, n_valid, ctx.shape[1], dtype=torch.bool)
+            ctx = self.label_context(torch.tensor([state.hyp], dtype=torch.long, device=h_b.device))
+            allowed = torch.ones(1, n_valid, ctx.shape[1], dtype=torch.bool, device=h_b.device)
             labels = self._fused_logits(h_b[None], ctx, allowed)[0].argmax(-1).tolist()
         else:
             labels = plain
@@ -394,6 +403,8 @@ class SARStreamer:
         features: optional callable ``wave (N,) → (T, n_mels)`` used by :meth:`push_audio`; it is re-run on
             all audio received so far and only frames that later audio cannot change are used
             (``hop``/``win`` give the frame geometry of a centred STFT).
+            The audio buffer stays on the device of the pushed audio (where ``features`` runs); feature
+            frames are moved to the model's device.
         fix_boundaries: use the boundary-aware greedy decoder.
     """
 
@@ -405,8 +416,9 @@ class SARStreamer:
         self.fix = fix_boundaries
         self.hop, self.win = hop, win
         cfg = model.cfg
-        self._frames = torch.zeros(0, cfg.n_mels)
-        self._audio = torch.zeros(0)
+        device = next(model.parameters()).device
+        self._frames = torch.zeros(0, cfg.n_mels, device=device)
+        self._audio = torch.zeros(0, device=device)
         self._next_block = 0
         self.state = _DecodeState()
         self.block_seconds: list[float] = []
@@ -424,12 +436,14 @@ class SARStreamer:
         T = self._stacked()
         b = self._next_block
         t0 = time.perf_counter()
-        x, _ = stack_frames(self._frames[None], torch.tensor([self._frames.shape[0]]), cfg.stack)
+        x, _ = stack_frames(
+            self._frames[None], torch.tensor([self._frames.shape[0]], device=self._frames.device), cfg.stack
+        )
         start = b * cfg.block - cfg.past
         stop = (b + 1) * cfg.block + cfg.lookahead
         seg = x[:, max(0, start) : min(T, stop)]
         w = F.pad(seg, (0, 0, max(0, -start), stop - min(T, stop)))
-        pos = torch.arange(start, stop)
+        pos = torch.arange(start, stop, device=x.device)
         valid = ((pos >= 0) & (pos < T))[None]
         h_b = self.model._encode_windows(w, valid)[0]
         n_valid = min(cfg.block, T - b * cfg.block)
@@ -442,7 +456,7 @@ class SARStreamer:
         cfg = self.model.cfg
         if frames.dim() != 2 or frames.shape[1] != cfg.n_mels:
             raise ValueError(f"frames must be (t, {cfg.n_mels}), got {tuple(frames.shape)}")
-        self._frames = torch.cat([self._frames, frames.float()])
+        self._frames = torch.cat([self._frames, frames.float().to(self._frames.device)])
         while (self._next_block + 1) * cfg.block + cfg.lookahead <= self._stacked():
             self._run_block(final=False)
         return self.hypothesis
@@ -451,7 +465,7 @@ class SARStreamer:
         """Append audio samples; features are recomputed and only the stable frames are consumed."""
         if self.features is None:
             raise ValueError("push_audio needs a features callable (e.g. zoo.data.LogMel())")
-        self._audio = torch.cat([self._audio, wave.reshape(-1).float()])
+        self._audio = torch.cat([self._audio.to(wave.device), wave.reshape(-1).float()])
         feats = self.features(self._audio)
         stable = max(0, (self._audio.numel() - self.win // 2) // self.hop + 1)
         stable = min(stable, feats.shape[0])
@@ -466,7 +480,7 @@ class SARStreamer:
             feats = self.features(self._audio)
             have = self._frames.shape[0]
             if feats.shape[0] > have:
-                self._frames = torch.cat([self._frames, feats[have:].float()])
+                self._frames = torch.cat([self._frames, feats[have:].float().to(self._frames.device)])
         cfg = self.model.cfg
         while self._next_block * cfg.block < self._stacked():
             self._run_block(final=True)
