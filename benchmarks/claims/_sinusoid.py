@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from bilevel.meta import adapt_batched, imaml_grad_batched, reptile_grad
+from bilevel.meta import adapt_batched, imaml_grad_batched
 
 SHOTS = 10
 
@@ -41,11 +41,21 @@ def train(
     meta_batch: int,
     inner_lr: float,
     inner_steps: int,
+    meta_lr: float,
     reg: float,
     seed: int,
     progress: Callable[[Any], Any],
+    cg_steps: int = 5,
+    clip: float = 10.0,
+    anneal: bool = False,
 ) -> tuple[nn.Module, float, int | None]:
-    """Meta-train with ``method`` in {"baseline", "maml", "fomaml", "reptile", "imaml"}; Adam outer.
+    """Meta-train with ``method`` in {"baseline", "maml", "fomaml", "reptile", "imaml"}; Adam outer (step
+    ``meta_lr``, annealed linearly to 0 if ``anneal``).
+
+    Every method sees the same task stream (``meta_batch`` tasks per iteration, ``2 * SHOTS`` points each).
+    Reptile's direction θ - mean_i W_i is computed for all tasks at once with ``adapt_batched``
+    (first order, plain SGD on the task's 10 support points, as at test time), which is exactly what
+    ``reptile_grad`` computes task by task, and fed to Adam like a gradient.
 
     Returns the model, the training seconds and the iteration at which training diverged (a non-finite
     inner solution or meta-gradient; training stops there and the model keeps its last finite values),
@@ -53,7 +63,9 @@ def train(
     """
     model = make_net(seed)
     loss = task_loss(model)
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=meta_lr)
+    # optionally anneal the meta step linearly to 0 (as Reptile's outer step; it keeps long runs stable)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / iters if anneal else 1.0)
     gen = torch.Generator().manual_seed(seed + 1)
     t0 = time.perf_counter()
     for it in progress(range(iters)):
@@ -72,13 +84,12 @@ def train(
                 first_order=method == "fomaml",
             )
             vmap(loss)(adapted, (xq, yq)).mean().backward()
-        elif method == "reptile":
-            reptile_grad(
-                model,
-                [lambda p, xi=xi, yi=yi: loss(p, (xi, yi)) for xi, yi in zip(x, y)],
-                inner_lr=inner_lr,
-                inner_steps=inner_steps,
+        elif method == "reptile":  # the batched form of reptile_grad: d = θ - mean_i W_i
+            w = adapt_batched(
+                model, loss, (xs, ys), inner_lr=inner_lr, inner_steps=inner_steps, first_order=True
             )
+            for n, p in model.named_parameters():
+                p.grad = p.detach() - w[n].detach().mean(0)
         elif method == "imaml":
             try:
                 imaml_grad_batched(
@@ -89,7 +100,7 @@ def train(
                     reg=reg,
                     inner_lr=inner_lr,
                     inner_steps=inner_steps,
-                    cg_steps=5,
+                    cg_steps=cg_steps,
                 )
             except ValueError as e:
                 if "non-finite" not in str(e):
@@ -100,8 +111,11 @@ def train(
                 p.grad /= meta_batch
         else:
             raise ValueError(method)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        if not torch.isfinite(norm):
+            return model, time.perf_counter() - t0, it
         opt.step()
+        sched.step()
     return model, time.perf_counter() - t0, None
 
 

@@ -26,6 +26,10 @@ class IMAMLResult:
         cg_iterations: conjugate-gradient iterations run.
         hit_indefinite: CG met non-positive curvature (:math:`I + H/\\lambda` not positive definite at
             :math:`\\phi`) and was truncated there (only with ``indefinite="stop"``).
+        inner_residual: :math:`\\|\\nabla\\mathcal L^{tr}(\\phi) + \\lambda(\\phi-\\theta)\\|_2`, the
+            stationarity of the proximal problem at :math:`\\phi`. The implicit gradient assumes it is
+            zero; a large value (compared with :math:`\\|\\nabla\\mathcal L^{tr}(\\theta)\\|`) means
+            ``inner_steps`` or ``inner_lr`` are too small (or the inner descent is diverging).
     """
 
     adapted: Params
@@ -34,6 +38,7 @@ class IMAMLResult:
     val_loss: float
     cg_iterations: int
     hit_indefinite: bool
+    inner_residual: float
 
 
 def imaml_grad(
@@ -111,6 +116,9 @@ def imaml_grad(
             return [xi + hi / lam for xi, hi in zip(x, hx)]
 
         info = cg_info(matvec, v, steps=cg_steps, tol=cg_tol, indefinite=indefinite)
+        with torch.no_grad():
+            sq = [((g + lam * (phi[n] - anchor[n])) ** 2).sum() for n, g in zip(keys, gt)]
+            residual = torch.stack(sq).sum().sqrt() if sq else torch.zeros(())
     meta = dict(zip(keys, info.x))
     all_reduce_mean_(list(meta.values()))  # under torch.distributed: average over ranks
     if accumulate:
@@ -124,6 +132,7 @@ def imaml_grad(
         float(lv.detach()),
         info.iterations,
         info.hit_indefinite,
+        float(residual),
     )
 
 

@@ -44,6 +44,7 @@ def imaml_grad_batched(
     cg_steps: int = 5,
     names: Iterable[str] | None = None,
     accumulate: bool = True,
+    max_norm: float | None = None,
 ) -> Params:
     r""":func:`~bilevel.meta.imaml_grad` for a batch of tasks, vectorised with ``torch.func.vmap``.
 
@@ -56,11 +57,16 @@ def imaml_grad_batched(
     happens at the first step), as with ``indefinite="stop"``. The **sum** of the tasks'
     meta-gradients is added to ``.grad`` (as calling :func:`~bilevel.meta.imaml_grad` once per task
     would) and returned by name; under ``torch.distributed`` it is averaged over ranks first.
+
+    ``max_norm`` (optional) rescales each task's meta-gradient to Euclidean norm at most ``max_norm``
+    before summing (per-task clipping): a task whose proximal problem is far from solved, or whose
+    :math:`I + H/\lambda` is nearly singular, then cannot dominate the batch.
     """
     lam = check_real(reg, "reg", low=0.0, low_open=True)
     lr = check_real(inner_lr, "inner_lr", low=0.0)
     check_int(inner_steps, "inner_steps", low=0)
     check_int(cg_steps, "cg_steps", low=0)
+    clip = None if max_norm is None else check_real(max_norm, "max_norm", low=0.0, low_open=True)
     keys = select_names(model, names)
     n_tasks = check_task_data(support, "support")
     if check_task_data(query, "query") != n_tasks:
@@ -120,6 +126,9 @@ def imaml_grad_batched(
             rr = torch.where(active, rr_new, rr)
         x = {n: torch.where(_bc(fallback, x[n]), b[n], x[n]) for n in keys}
         _check_finite(x, "the meta-gradient")
+        if clip is not None:
+            scale = torch.clamp(clip / _tdot(x, x).sqrt().clamp_min(1e-30), max=1.0)
+            x = {n: _bc(scale, x[n]) * x[n] for n in keys}
         meta = {n: x[n].sum(0) for n in keys}
     all_reduce_mean_(list(meta.values()))  # under torch.distributed: average over ranks
     if accumulate:

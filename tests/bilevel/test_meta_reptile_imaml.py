@@ -172,3 +172,58 @@ def test_batched_imaml_reports_diverging_tasks() -> None:
     with pytest.raises(ValueError, match=r"tasks \[1\]"):
         imaml_grad_batched(m, loss, scale, scale, reg=1.0, inner_lr=0.1, inner_steps=200)
     assert m.w.grad is None
+
+
+def test_imaml_reports_inner_stationarity_residual() -> None:
+    """inner_residual = ||A(φ-a) + λ(φ-θ)|| at the returned φ; it shrinks with inner steps to ~0."""
+    lam = 2.0
+    theta = torch.randn(D, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    A, a = _spd(7), torch.randn(D, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+
+    def val(p):
+        return 0.5 * (p["w"] ** 2).sum()
+
+    residuals = []
+    for k in [0, 5, 20, 400]:
+        res = imaml_grad(Vec(theta), _quad(A, a), val, reg=lam, inner_lr=1 / (3 + lam), inner_steps=k)
+        phi = res.adapted["w"]
+        expected = float((A @ (phi - a) + lam * (phi - theta)).norm())
+        assert res.inner_residual == pytest.approx(expected, rel=1e-12, abs=1e-14)
+        residuals.append(res.inner_residual)
+    assert residuals[0] == pytest.approx(float((A @ (theta - a)).norm()), rel=1e-12)
+    assert residuals[0] > residuals[1] > residuals[2] > 0
+    assert residuals[3] <= 1e-10
+
+
+def test_batched_imaml_max_norm_clips_each_task() -> None:
+    """max_norm rescales each task's meta-gradient (from the per-task loop) to norm ≤ max_norm."""
+    import torch.nn.functional as F
+    from torch.func import functional_call
+
+    from bilevel.meta import imaml_grad_batched
+
+    torch.manual_seed(1)
+    m = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    xs, ys, xq, yq = (torch.randn(3, 10, 1, dtype=torch.float64) for _ in range(4))
+    yq = yq * torch.tensor([1.0, 10.0, 100.0], dtype=torch.float64).reshape(3, 1, 1)
+
+    def loss(p, d):
+        return F.mse_loss(functional_call(m, p, (d[0],)), d[1])
+
+    kw = dict(reg=2.0, inner_lr=0.05, inner_steps=10, cg_steps=5)
+    norms, expected = [], None
+    for t in range(3):
+        r = imaml_grad(
+            m, lambda p, t=t: loss(p, (xs[t], ys[t])), lambda p, t=t: loss(p, (xq[t], yq[t])), **kw
+        )
+        g = torch.cat([v.reshape(-1) for v in r.meta_grad.values()])
+        norms.append(float(g.norm()))
+        clipped = g * min(1.0, 5.0 / float(g.norm()))
+        expected = clipped if expected is None else expected + clipped
+    assert min(norms) < 5.0 < max(norms)  # the test exercises both branches
+    m.zero_grad()
+    out = imaml_grad_batched(m, loss, (xs, ys), (xq, yq), max_norm=5.0, **kw)
+    got = torch.cat([out[n].reshape(-1) for n, _ in m.named_parameters()])
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="max_norm"):
+        imaml_grad_batched(m, loss, (xs, ys), (xq, yq), max_norm=0.0, **kw)
