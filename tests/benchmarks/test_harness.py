@@ -21,6 +21,9 @@ from benchmarks.harness import (
 
 @pytest.fixture
 def temp_claims():
+    from benchmarks.claims import load_all
+
+    load_all()  # import every claim module first, so restoring the snapshot keeps them registered
     before = dict(REGISTRY)
 
     @claim("zz_test.ok", title="ok", statement="1 + 1 = 2", issue=2)
