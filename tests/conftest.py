@@ -6,6 +6,12 @@ import os
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Hypothesis runs derandomized (same examples every run); HYPOTHESIS_PROFILE=explore searches anew.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(1)

@@ -94,6 +94,12 @@ def cagrad_weights(gramian: Tensor, c: float = 0.5, *, rescale: int = 1, tol: fl
         n = math.sqrt(max(float(w @ q @ w), 0.0))
         if n > 0:
             coef = b + (phi / n) * w
+        # Degenerate case: when 0 lies in the convex hull of the gradients (Pareto-stationary) and c >= 1,
+        # the dual optimum has g_w = 0, the formula above is undefined, and the primal optimum is the
+        # interior point d = 0 (value 0, which no feasible d can beat since some convex combination of
+        # ⟨g_i, d⟩ is 0). Detect it by the primal value: d = 0 is feasible for c >= 1.
+        if c >= 1.0 and float((q @ coef).min()) < 0.0:
+            coef = torch.zeros_like(b)
     if rescale == 1:
         coef = coef / (1 + c * c)
     elif rescale == 2:

@@ -196,13 +196,18 @@ def _dual_value(G: torch.Tensor, w: torch.Tensor, c: float) -> float:
 @SETTINGS
 @given(instances, st.sampled_from([0.1, 0.4, 0.5, 0.9, 2.0]))
 def test_cagrad_ball_and_duality_certificate(G: torch.Tensor, c: float) -> None:
-    """C7: ‖d − g₀‖ = c‖g₀‖ (rescale 0); optimality certified by weak duality: for the recovered dual
+    """C7: ‖d − g₀‖ = c‖g₀‖ (rescale 0), except the interior optimum d = 0 of Pareto-stationary gradients
+    with c ≥ 1; optimality certified by weak duality: for the recovered dual
     w* ∈ Δ, min_i⟨g_i, d⟩ ≥ aᵀw* + c‖g₀‖‖g_w*‖ − 1e-9 (no feasible direction can do better)."""
     m = G.shape[0]
     g0 = G.mean(0)
     coef = cagrad_weights(G @ G.T, c, rescale=0)
     d = coef @ G
     scale = float(G.norm(dim=1).max())
+    if c >= 1.0 and float(coef.abs().max()) == 0.0:
+        # interior optimum d = 0: only when the gradients are Pareto-stationary (0 in their hull)
+        assert float(MGDA()(G).norm()) <= 1e-6 * scale
+        return
     assert abs(float((d - g0).norm()) - c * float(g0.norm())) <= 1e-9 * scale
     w = coef - 1.0 / m
     if float(w.sum()) > 1e-12 * float(coef.abs().sum()):
@@ -410,3 +415,15 @@ def test_zero_gradients(agg) -> None:
 def test_mgda_weights_functional_matches_class() -> None:
     G = rand_G(9, 4, 5)
     assert torch.equal(mgda_weights(G @ G.T), MGDA().weights(G))
+
+
+def test_cagrad_pareto_stationary_interior_optimum() -> None:
+    """Found by hypothesis: two conflicting 1-D gradients, c = 2. 0 is in their hull, the optimum is the
+    interior point d = 0 (value 0); the boundary formula g₀ + φ g_w/‖g_w‖ would step outside the ball."""
+    G = rand_G(seed=0, m=2, d=1)
+    assert float(G[0, 0] * G[1, 0]) < 0  # conflicting
+    d = CAGrad(2.0, rescale=0)(G)
+    assert torch.equal(d, torch.zeros_like(d))
+    # for c < 1 the optimum stays on the ball
+    d = CAGrad(0.5, rescale=0)(G)
+    assert abs(float((d - G.mean(0)).norm()) - 0.5 * float(G.mean(0).norm())) <= 1e-12
