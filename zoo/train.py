@@ -117,30 +117,24 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: in
     return out
 
 
-def spec_augment(
-    feats: Tensor,
-    feat_lens: Tensor,
-    generator: torch.Generator,
-    *,
-    freq_masks: int = 2,
-    freq_width: int = 8,
-    time_masks: int = 2,
-    time_width: int = 20,
-) -> Tensor:
-    """SpecAugment (Park et al., 2019) on ``(B, T, F)``: zero ``freq_masks`` bands of up to ``freq_width``
-    bins and ``time_masks`` spans of up to ``time_width`` valid frames, per utterance."""
-    B, _, Fd = feats.shape
+def spec_augment(feats: Tensor, feat_lens: Tensor, generator: torch.Generator, **kwargs: Any) -> Tensor:
+    """SpecAugment (Park et al., 2019) of a padded batch ``(B, T, F)``: :func:`zoo.data.spec_augment`
+    (2 frequency masks of up to 8 bins, 2 time masks of up to 20 frames and 20 % of the utterance; masked
+    cells set to 0, the mean of normalised features) on the ``feat_lens[b]`` valid frames of each utterance;
+    padding stays untouched. ``kwargs`` go to :func:`zoo.data.spec_augment`."""
+    from zoo.data import spec_augment as augment_one
+
+    if feats.dim() != 3 or feat_lens.shape != feats.shape[:1]:
+        raise ValueError(
+            f"feats must be (B, T, F) and feat_lens (B,), got {tuple(feats.shape)} and "
+            f"{tuple(feat_lens.shape)}"
+        )
     out = feats.clone()
-    for b in range(B):
+    kw = {"fill": "zero", **kwargs}
+    for b in range(feats.shape[0]):
         n = int(feat_lens[b])
-        for _ in range(freq_masks):
-            w = int(torch.randint(0, freq_width + 1, (1,), generator=generator))
-            f0 = int(torch.randint(0, max(1, Fd - w), (1,), generator=generator))
-            out[b, :, f0 : f0 + w] = 0.0
-        for _ in range(time_masks):
-            w = int(torch.randint(0, min(time_width, max(1, n // 5)) + 1, (1,), generator=generator))
-            t0 = int(torch.randint(0, max(1, n - w), (1,), generator=generator))
-            out[b, t0 : t0 + w] = 0.0
+        if n > 0:
+            out[b, :n] = augment_one(feats[b, :n], generator=generator, **kw)
     return out
 
 
@@ -373,22 +367,9 @@ class Trainer:
 
 MODELS = ("conformer", "conformer-plain", "sar", "sar-ctc", "dota")
 
-#: English-only corpora for the ASR recipes: every training voice labelled, dev and test voices held out.
-#: ``en-quick`` builds in ≈ 15 s on one core; ``en`` (≈ 1 h of audio) in ≈ 1–2 min on two.
-ENGLISH_CORPORA: dict[str, dict[str, Any]] = {
-    "en-quick": {
-        "n_utterances": 480,
-        "languages": ("en",),
-        "split_weights": (0.8, 0.0, 0.1, 0.1),
-        "shard_size": 60,
-    },
-    "en": {
-        "n_utterances": 2400,
-        "languages": ("en",),
-        "split_weights": (0.84, 0.0, 0.08, 0.08),
-        "shard_size": 100,
-    },
-}
+#: English-only corpora of ``zoo.data`` used by the ASR recipes (every training voice labelled, dev and test
+#: voices held out): ``en-quick`` builds in ≈ 15 s on one core; ``en`` (≈ 1 h of audio) in ≈ 1–2 min on two.
+ENGLISH_CORPORA = ("en-quick", "en")
 
 
 @dataclass
@@ -404,14 +385,12 @@ class ASRData:
 
 
 def corpus_config(name: str) -> Any:
-    """A ``zoo.data`` corpus preset name or one of :data:`ENGLISH_CORPORA`, as a ``CorpusConfig``."""
-    from zoo.data.corpus import PRESETS, CorpusConfig
+    """A ``zoo.data`` corpus preset (``en-quick``, ``en``, ``tiny``, ``small``, ...) as a ``CorpusConfig``."""
+    from zoo.data.corpus import PRESETS
 
-    if name in ENGLISH_CORPORA:
-        return CorpusConfig(name=name, **ENGLISH_CORPORA[name])
-    if name in PRESETS:
-        return PRESETS[name]
-    raise ValueError(f"corpus must be one of {sorted(ENGLISH_CORPORA) + sorted(PRESETS)}, got {name!r}")
+    if name not in PRESETS:
+        raise ValueError(f"corpus must be one of {sorted(PRESETS)}, got {name!r}")
+    return PRESETS[name]
 
 
 class _NormalisedLogMel(nn.Module):
@@ -493,7 +472,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--spec-augment", action="store_true")
+    ap.add_argument(
+        "--spec-augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="SpecAugment on training features (default: on for the CTC models, off for dota, as in its "
+        "paper)",
+    )
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
@@ -522,7 +507,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
-        spec_augment=args.spec_augment,
+        spec_augment=args.model != "dota" if args.spec_augment is None else args.spec_augment,
         max_seconds=None if args.minutes is None else 60 * args.minutes,
     )
 

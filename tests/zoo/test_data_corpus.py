@@ -195,3 +195,18 @@ def test_cli_build_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert 2.0 < sum(u.duration for u in utts) / 60 < 6.0  # "a few minutes of audio"
     assert cli(["build", "--preset", "tiny", "--out", str(out), "--seed", "1", "--quiet"]) == 2
     assert "another configuration or seed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["en-quick", "en"])
+def test_english_presets_plan_english_only_with_held_out_voices(name: str) -> None:
+    from zoo.data.corpus import PRESETS, get_config
+
+    config = get_config(name)
+    assert config is PRESETS[name] and config.languages == ("en",)
+    splits = voice_splits(config, 0)
+    plans = [plan_utterance(config, 0, i) for i in range(60)]
+    assert {p["voice"].language for p in plans} == {"en"}
+    assert {p["split"] for p in plans} == {"labelled", "dev", "test"}  # no unlabelled split
+    for p in plans:
+        allowed = splits["train"] if p["split"] == "labelled" else splits[p["split"]]
+        assert p["voice"].variant in allowed

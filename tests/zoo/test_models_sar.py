@@ -154,3 +154,41 @@ def test_overfits_one_batch() -> None:
         opt.step()
     want = [[1, 2, 3, 4, 5, 6], [7, 6, 5]]
     assert m.transcribe(x, lens) == want
+
+
+def test_tied_heads_start_as_the_blockwise_ctc_baseline() -> None:
+    """With ``tie_heads`` the fusion adds exactly 0 at initialisation, so the untrained SAR model's
+    label-conditioned logits equal its plain CTC logits and it decodes like the CTC baseline."""
+    torch.manual_seed(0)
+    m = _tiny(tie_heads=True).eval()
+    assert m.sar_head is m.ctc_head
+    base = _tiny(sar=False, lm_layers=0).eval()
+    base.load_state_dict(m.state_dict(), strict=False)
+    x = torch.randn(3, 40, 8)
+    lens = torch.tensor([40, 33, 21])
+    out = m(x, lens, torch.tensor([[1, 2, 3, 4], [2, 3, 0, 0], [5, 0, 0, 0]]), torch.tensor([4, 2, 1]))
+    assert torch.allclose(out.extra["sar_logits"], out.logits, atol=1e-6)
+    assert m.transcribe(x, lens) == base.transcribe(x, lens)
+
+
+@pytest.mark.parametrize("sar_loss", ["block", "utterance"])
+def test_sar_losses_are_finite_and_train_every_part(sar_loss: str) -> None:
+    torch.manual_seed(0)
+    m = _tiny(sar_loss=sar_loss, tie_heads=True)
+    x = torch.randn(2, 40, 8)
+    out = m(x, torch.tensor([40, 30]), torch.tensor([[1, 2, 3, 4], [2, 3, 0, 0]]), torch.tensor([4, 2]))
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    for name in (
+        "fuse.o.weight",
+        "lm.layers.0.linear1.weight",
+        "ctc_head.weight",
+        "layers.0.ff1.net.1.weight",
+    ):
+        p = dict(m.named_parameters())[name]
+        assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
+
+
+def test_unknown_sar_loss_is_rejected() -> None:
+    with pytest.raises(ValueError, match="sar_loss"):
+        SARConfig(sar_loss="frame")

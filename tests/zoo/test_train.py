@@ -106,13 +106,19 @@ def test_warmup_cosine() -> None:
 
 
 def test_spec_augment_masks_only_valid_frames_and_is_seeded() -> None:
-    x = torch.ones(2, 50, 16)
+    x = torch.ones(2, 50, 64)
     lens = torch.tensor([50, 30])
-    a = spec_augment(x, lens, torch.Generator().manual_seed(0), time_width=10)
-    b = spec_augment(x, lens, torch.Generator().manual_seed(0), time_width=10)
+    a = spec_augment(x, lens, torch.Generator().manual_seed(0), time_mask=10)
+    b = spec_augment(x, lens, torch.Generator().manual_seed(0), time_mask=10)
     assert torch.equal(a, b) and bool((a == 0).any())
-    # frequency masks cover all frames of a band; time masks stay inside valid frames
-    assert torch.equal(x, torch.ones(2, 50, 16))
+    assert torch.equal(x, torch.ones(2, 50, 64))  # the input is not modified
+    assert torch.equal(a[1, 30:], x[1, 30:])  # padding is never touched
+    # two time masks of at most min(10, 20 % of the valid frames) each; frequency masks (2 × ≤ 8 of 64 bins)
+    # never zero a whole frame
+    for i, n in enumerate(lens.tolist()):
+        assert int((a[i, :n] == 0).all(-1).sum()) <= 2 * min(10, n // 5)
+    with pytest.raises(ValueError, match="feat_lens"):
+        spec_augment(x, lens[:1], torch.Generator())
 
 
 def test_custom_optimizer_and_step_fn() -> None:

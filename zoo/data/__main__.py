@@ -55,10 +55,12 @@ def describe(stats: dict[str, Any], max_domains: int = 20) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from zoo.data.corpus import PRESETS
+
     ap = argparse.ArgumentParser(prog="python -m zoo.data", description="Generated speech corpus tools.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build (or reuse) a corpus and print hours per language and domain")
-    b.add_argument("--preset", default="small", choices=["tiny", "small", "medium"])
+    b.add_argument("--preset", default="small", choices=sorted(PRESETS))
     b.add_argument("--out", type=Path, default=None, help="output folder (default $ZOO_DATA_DIR or ~/.cache)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--workers", type=int, default=None, help="worker processes (default: available CPUs)")

@@ -58,6 +58,12 @@ class SARConfig:
         sar: use the label context (``False``: the plain blockwise CTC baseline).
         ctc_weight: ``λ``, weight of the full-utterance CTC of the plain head.
         lm_weight: ``μ``, weight of the LM subnetwork's next-label cross-entropy.
+        dropout: dropout of the encoder, the LM subnetwork and the fusion.
+        sar_loss: ``"block"`` (the paper): CTC of each block on the labels its forced alignment assigns it;
+            ``"utterance"``: one CTC over all fused frames of the utterance (the label context of each block
+            still comes from the forced alignment; the split of the labels among blocks is left to CTC).
+        tie_heads: the label-conditioned head is the plain CTC head and the fusion's output projection
+            starts at zero, so an untrained SAR model decodes exactly like the blockwise CTC baseline.
     """
 
     n_mels: int = 80
@@ -77,6 +83,8 @@ class SARConfig:
     ctc_weight: float = 0.3
     lm_weight: float = 0.1
     dropout: float = 0.1
+    sar_loss: str = "block"
+    tie_heads: bool = True
 
     def __post_init__(self) -> None:
         for name in ("n_mels", "stack", "d_model", "num_heads", "num_layers", "block", "conv_kernel"):
@@ -91,6 +99,8 @@ class SARConfig:
             raise ValueError(f"ctc_weight must lie in [0, 1], got {self.ctc_weight}")
         if self.sar and self.lm_layers < 1:
             raise ValueError("lm_layers must be >= 1 when sar=True")
+        if self.sar_loss not in ("block", "utterance"):
+            raise ValueError(f"sar_loss must be 'block' or 'utterance', got {self.sar_loss!r}")
 
     @property
     def window(self) -> int:
@@ -217,7 +227,10 @@ class SAR(nn.Module):
             self.lm_ln = nn.LayerNorm(cfg.d_model)
             self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size)
             self.fuse = _CrossAttention(cfg.d_model, cfg.num_heads, cfg.dropout)
-            self.sar_head = nn.Linear(cfg.d_model, cfg.vocab_size)
+            self.sar_head = self.ctc_head if cfg.tie_heads else nn.Linear(cfg.d_model, cfg.vocab_size)
+            if cfg.tie_heads:
+                nn.init.zeros_(self.fuse.o.weight)
+                nn.init.zeros_(self.fuse.o.bias)
 
     # -- encoder ------------------------------------------------------------------------------------
     def _windows(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, int]:
@@ -293,24 +306,10 @@ class SAR(nn.Module):
         m = (blocks[:, None, :] < frame_block[None, :, None]).sum(-1)  # (B, T)
         allowed = torch.arange(U + 1, device=h.device)[None, None, :] <= m[..., None]
         fused = self._fused_logits(h, ctx, allowed)  # (B, T, C)
-        # per-block CTC
-        pad = n * cfg.block - T
-        fb = F.pad(fused, (0, 0, 0, pad)).reshape(B * n, cfg.block, -1)
-        blens = (
-            (lengths[:, None] - torch.arange(n, device=h.device)[None, :] * cfg.block)
-            .clamp(0, cfg.block)
-            .reshape(-1)
-        )
-        tb = torch.zeros(B * n, max(U, 1), dtype=torch.long, device=h.device)
-        tl = torch.zeros(B * n, dtype=torch.long, device=h.device)
-        for b in range(B):
-            for j in range(n):
-                sel = tokens[b][blocks[b] == j]
-                tb[b * n + j, : sel.numel()] = sel
-                tl[b * n + j] = sel.numel()
-        keep = blens > 0
-        lsar = ctc_loss(fb[keep], blens[keep], tb[keep], tl[keep])
-        # sum over blocks per utterance ≈ mean over blocks × blocks per utterance; use the mean per block
+        if cfg.sar_loss == "utterance":
+            lsar = ctc_loss(fused, lengths, tokens, token_lens)
+        else:
+            lsar = self._block_ctc(fused, lengths, tokens, blocks, n)
         losses["sar"] = lsar
         loss = cfg.ctc_weight * losses["ctc"] + (1 - cfg.ctc_weight) * lsar
         if cfg.lm_weight > 0 and U > 0:
@@ -323,6 +322,30 @@ class SAR(nn.Module):
         extra["sar_logits"] = fused
         extra["label_blocks"] = blocks
         return ModelOutput(loss, losses, logits, lengths, h, extra)
+
+    def _block_ctc(self, fused: Tensor, lengths: Tensor, tokens: Tensor, blocks: Tensor, n: int) -> Tensor:
+        """Mean over blocks of the CTC of block ``b``'s fused logits on the labels aligned to block ``b``."""
+        cfg = self.cfg
+        B, T, _ = fused.shape
+        U = tokens.shape[1]
+        dev = fused.device
+        pad = n * cfg.block - T
+        fb = F.pad(fused, (0, 0, 0, pad)).reshape(B * n, cfg.block, -1)
+        blens = (
+            (lengths[:, None] - torch.arange(n, device=dev)[None, :] * cfg.block)
+            .clamp(0, cfg.block)
+            .reshape(-1)
+        )
+        tb = torch.zeros(B * n, max(U, 1), dtype=torch.long, device=dev)
+        tl = torch.zeros(B * n, dtype=torch.long, device=dev)
+        for b in range(B):
+            for j in range(n):
+                sel = tokens[b][blocks[b] == j]
+                tb[b * n + j, : sel.numel()] = sel
+                tl[b * n + j] = sel.numel()
+        keep = blens > 0
+        # the mean per block (the sum over an utterance's blocks would scale with its length)
+        return ctc_loss(fb[keep], blens[keep], tb[keep], tl[keep])
 
     # -- decoding -----------------------------------------------------------------------------------
     def decode_block(
