@@ -10,7 +10,7 @@ export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
 export NO_MKDOCS_2_WARNING ?= 1
 
-.PHONY: install bench bench-full test test-slow lint types docs pytest clean
+.PHONY: install bench bench-full speed speed-compare test test-slow lint types docs pytest pytest-default-kernels clean
 
 $(STAMP): pyproject.toml requirements/pins.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,17 @@ bench: install
 bench-full: install
 	$(PY) -m benchmarks --full
 
+# Per-step speed (pytest-benchmark, benchmarks/speed/, not part of `make test`). Every run is saved under
+# .benchmarks/; `make speed-compare` runs again, compares with the last saved run and fails when a median
+# is more than 10 % slower. Extra pytest options: make speed SPEED_ARGS="-k aggregator".
+SPEED := $(PY) -m pytest benchmarks/speed -p no:xdist --benchmark-only \
+	--benchmark-storage=.benchmarks --benchmark-autosave --benchmark-columns=min,median,iqr,rounds
+speed: install
+	$(SPEED) $(SPEED_ARGS)
+
+speed-compare: install
+	$(SPEED) --benchmark-compare --benchmark-compare-fail=median:10% $(SPEED_ARGS)
+
 lint: install
 	$(PY) -m ruff check bilevel zoo benchmarks tests
 	$(PY) -m ruff format --check bilevel zoo benchmarks tests
@@ -37,10 +48,15 @@ types: install
 	$(PY) -m mypy
 
 docs: install
-	$(PY) -m mkdocs build --strict --quiet --site-dir .site
+	$(PY) -m mkdocs build --strict --site-dir .site
 
 pytest: install
 	$(PY) -m pytest -q -n 2 -m "not slow"
+
+# The bilevel tests once more on ATen's portable kernels (no AVX2/AVX-512, no fused multiply-add), so that
+# a result that depends on the CPU's vector unit shows up here rather than on a user's machine.
+pytest-default-kernels: install
+	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -n 2 -m "not slow" tests/bilevel
 
 test: lint types docs pytest
 

@@ -1,21 +1,44 @@
 """The benchmark harness: every benchmark is a named *claim* that returns a verdict.
 
-A claim is a function ``fn(ctx) -> Outcome`` registered with :func:`claim`. The harness runs it,
-times it, records a JSON file per claim and writes ``report.md`` with the verdict (holds / falls
-short / error), the measured figure, the tolerance and the figures the claim drew.
+A claim is three small functions registered with :func:`claim`:
 
-Writing a claim::
+* ``measure(budget) -> dict`` runs the experiment within a typed :class:`Budget` (quick or full
+  preset, seed, progress bars) and returns plain data;
+* ``verdict(data) -> Outcome`` judges the data: holds / falls short, the measured figure, the
+  tolerance, the details kept in the JSON record;
+* ``figure(data) -> {stem: matplotlib figure}`` draws (optional).
 
-    from benchmarks.harness import Context, Outcome, claim
+The harness runs them in that order, times the claim, records a JSON file per claim and writes
+``report.md`` with the verdict (holds / falls short / error), the measured figure, the tolerance and
+the figures. Writing a claim::
 
-    @claim("penalty.path", title="Penalty path", issue=2,
-           statement="The minimiser of F_γ is ... for γ in {1, 10, 100}.")
-    def penalty_path(ctx: Context) -> Outcome:
-        steps = 20_000 if ctx.full else 2_000
-        ...
-        fig, ax = plt.subplots(); ...; ctx.save_figure(fig, "penalty_path")
+    from dataclasses import dataclass
+    from benchmarks.harness import Budget, Outcome, claim
+    from benchmarks.plotting import pyplot
+
+    @dataclass(frozen=True)
+    class PathBudget(Budget):
+        steps: int = 2_000
+
+    def measure(b: PathBudget) -> dict:
+        ...  # run b.steps steps, seeded by b.seed / b.generator()
+        return {"errors": errs}
+
+    def verdict(d: dict) -> Outcome:
+        err = max(d["errors"])
         return Outcome(holds=err < 1e-6, measured=f"max error {err:.2e}", tolerance="< 1e-6",
-                       details={"errors": errs})
+                       details=d)
+
+    def figure(d: dict) -> dict:
+        fig, ax = pyplot().subplots(); ax.semilogy(d["errors"])
+        return {"path": fig}
+
+    claim("penalty.path", title="Penalty path", issue=2, statement="The minimiser of F_γ is ...",
+          measure=measure, verdict=verdict, figure=figure,
+          quick=PathBudget(), full=PathBudget(steps=20_000))
+
+A claim may also be a single function ``fn(ctx: Context) -> Outcome`` decorated with
+``@claim(name, title=..., statement=...)``; it then draws its figures with ``ctx.save_figure``.
 """
 
 from __future__ import annotations
@@ -25,14 +48,16 @@ import math
 import platform
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import torch
+
+from benchmarks.plotting import save_figure
 
 T = TypeVar("T")
 
@@ -57,8 +82,55 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """What a claim's ``measure`` may spend: the run mode, the seed and progress bars.
+
+    A claim subclasses it (frozen dataclass) with its own knobs (steps, seeds, repeats) and registers
+    a quick and a full preset; the harness fills in ``full``, ``seed``, ``name`` and
+    ``show_progress`` of the chosen preset before calling ``measure``.
+    """
+
+    full: bool = False
+    seed: int = 0
+    name: str = ""
+    show_progress: bool = False
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU generator seeded from the run seed (plus ``offset`` for independent streams)."""
+        return torch.Generator().manual_seed(self.seed + offset)
+
+    def rng(self, offset: int = 0) -> np.random.Generator:
+        """A numpy generator seeded from the run seed (plus ``offset``)."""
+        return np.random.default_rng(self.seed + offset)
+
+    def progress(self, iterable: Iterable[T], desc: str = "", total: int | None = None) -> Iterator[T]:
+        """Wrap ``iterable`` in a tqdm progress bar (disabled when the harness runs quietly)."""
+        from tqdm.auto import tqdm
+
+        return iter(
+            tqdm(
+                iterable,
+                desc=f"{self.name}: {desc}".rstrip(": "),
+                total=total,
+                leave=False,
+                disable=not self.show_progress,
+            )
+        )
+
+
+Measure = Callable[[Any], dict[str, Any]]
+Verdict = Callable[[dict[str, Any]], Outcome]
+Figure = Callable[[dict[str, Any]], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
 class Claim:
-    """A registered benchmark claim."""
+    """A registered benchmark claim.
+
+    ``fn(ctx)`` runs it whole. A claim registered as three functions also keeps them
+    (``measure``, ``verdict``, ``figure``) and its budgets, so that a test can judge or draw given
+    data without measuring.
+    """
 
     name: str
     title: str
@@ -66,6 +138,16 @@ class Claim:
     issue: int | None
     fn: Callable[[Context], Outcome]
     module: str
+    measure: Measure | None = None
+    verdict: Verdict | None = None
+    figure: Figure | None = None
+    quick: Budget | None = None
+    full: Budget | None = None
+
+    def budget(self, *, full: bool, seed: int = 0, show_progress: bool = False) -> Budget:
+        """The quick or full preset (full falls back to quick) with the run's mode, seed and progress."""
+        preset = (self.full if full else None) or self.quick or Budget()
+        return replace(preset, full=full, seed=seed, name=self.name, show_progress=show_progress)
 
 
 @dataclass
@@ -91,53 +173,101 @@ class Record:
 REGISTRY: dict[str, Claim] = {}
 
 
+def _register(c: Claim) -> None:
+    if c.name in REGISTRY and REGISTRY[c.name].fn.__qualname__ != c.fn.__qualname__:
+        raise ValueError(f"benchmark claim {c.name!r} is registered twice")
+    REGISTRY[c.name] = c
+
+
+def _staged(measure: Measure, verdict: Verdict, figure: Figure | None, c: Callable[[], Claim]) -> Callable:
+    def run(ctx: Context) -> Outcome:
+        data = measure(c().budget(full=ctx.full, seed=ctx.seed, show_progress=ctx.show_progress))
+        out = verdict(data)
+        if figure is not None:
+            for stem, fig in figure(data).items():
+                ctx.save_figure(fig, stem)
+        return out
+
+    run.__qualname__ = measure.__qualname__
+    run.__module__ = measure.__module__
+    return run
+
+
+@overload
 def claim(
     name: str, *, title: str, statement: str, issue: int | None = None
-) -> Callable[[Callable[[Context], Outcome]], Callable[[Context], Outcome]]:
-    """Register ``fn`` as the claim ``name`` (dotted, e.g. ``"penalty.path"``)."""
-
-    def register(fn: Callable[[Context], Outcome]) -> Callable[[Context], Outcome]:
-        if name in REGISTRY and REGISTRY[name].fn.__qualname__ != fn.__qualname__:
-            raise ValueError(f"benchmark claim {name!r} is registered twice")
-        REGISTRY[name] = Claim(name, title, statement.strip(), issue, fn, fn.__module__)
-        return fn
-
-    return register
+) -> Callable[[Callable[[Context], Outcome]], Callable[[Context], Outcome]]: ...
 
 
-class Context:
-    """What a claim receives: the run mode, a seed, and where to put figures."""
+@overload
+def claim(
+    name: str,
+    *,
+    title: str,
+    statement: str,
+    issue: int | None = None,
+    measure: Measure,
+    verdict: Verdict,
+    figure: Figure | None = None,
+    quick: Budget | None = None,
+    full: Budget | None = None,
+) -> Claim: ...
+
+
+def claim(
+    name: str,
+    *,
+    title: str,
+    statement: str,
+    issue: int | None = None,
+    measure: Measure | None = None,
+    verdict: Verdict | None = None,
+    figure: Figure | None = None,
+    quick: Budget | None = None,
+    full: Budget | None = None,
+) -> Any:
+    """Register the claim ``name`` (dotted, e.g. ``"penalty.path"``).
+
+    With ``measure`` and ``verdict`` (and optionally ``figure`` and the ``quick``/``full`` budgets)
+    it registers the three-function claim and returns its :class:`Claim`; without them it returns a
+    decorator for a single ``fn(ctx) -> Outcome``.
+    """
+    if measure is None and verdict is None:
+        if figure is not None or quick is not None or full is not None:
+            raise TypeError(f"claim {name!r}: figure/quick/full need measure= and verdict=")
+
+        def register(fn: Callable[[Context], Outcome]) -> Callable[[Context], Outcome]:
+            _register(Claim(name, title, statement.strip(), issue, fn, fn.__module__))
+            return fn
+
+        return register
+    if measure is None or verdict is None:
+        raise TypeError(f"claim {name!r}: give both measure= and verdict=")
+    for label, b in (("quick", quick), ("full", full)):
+        if b is not None and not isinstance(b, Budget):
+            raise TypeError(f"claim {name!r}: {label} must be a Budget, got {type(b).__name__}")
+    made: list[Claim] = []
+    fn = _staged(measure, verdict, figure, lambda: made[0])
+    c = Claim(
+        name, title, statement.strip(), issue, fn, measure.__module__, measure, verdict, figure, quick, full
+    )
+    made.append(c)
+    _register(c)
+    return c
+
+
+class Context(Budget):
+    """What a single-function claim receives: a :class:`Budget` plus where to put figures."""
 
     def __init__(self, name: str, *, full: bool, seed: int, out_dir: Path, show_progress: bool = True):
-        self.name = name
-        self.full = full
-        self.seed = seed
-        self.out_dir = out_dir
-        self.figure_dir = out_dir / "figures"
-        self.figures: list[str] = []
-        self.show_progress = show_progress
+        super().__init__(full=full, seed=seed, name=name, show_progress=show_progress)
+        object.__setattr__(self, "out_dir", out_dir)
+        object.__setattr__(self, "figure_dir", out_dir / "figures")
+        object.__setattr__(self, "figures", [])
 
-    def generator(self, offset: int = 0) -> torch.Generator:
-        """A CPU generator seeded from the run seed (plus ``offset`` for independent streams)."""
-        return torch.Generator().manual_seed(self.seed + offset)
-
-    def rng(self, offset: int = 0) -> np.random.Generator:
-        """A numpy generator seeded from the run seed (plus ``offset``)."""
-        return np.random.default_rng(self.seed + offset)
-
-    def progress(self, iterable: Iterable[T], desc: str = "", total: int | None = None) -> Iterator[T]:
-        """Wrap ``iterable`` in a tqdm progress bar (disabled when the harness runs quietly)."""
-        from tqdm.auto import tqdm
-
-        return iter(
-            tqdm(
-                iterable,
-                desc=f"{self.name}: {desc}".rstrip(": "),
-                total=total,
-                leave=False,
-                disable=not self.show_progress,
-            )
-        )
+    out_dir: Path
+    figure_dir: Path
+    figures: list[str]
 
     def figure_path(self, stem: str) -> Path:
         """Path for a figure named ``stem`` (PNG); the figure is listed in the report."""
@@ -149,13 +279,7 @@ class Context:
 
     def save_figure(self, fig: Any, stem: str) -> Path:
         """Save a matplotlib figure as ``figures/<claim>__<stem>.png`` and close it."""
-        import matplotlib.pyplot as plt
-
-        path = self.figure_path(stem)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        return save_figure(fig, self.figure_path(stem))
 
 
 def _jsonable(x: Any) -> Any:

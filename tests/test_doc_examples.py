@@ -7,6 +7,8 @@ Blocks of one file run in order in one namespace. A block right after a line
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,10 @@ def _blocks(path: Path) -> list[str]:
 @pytest.mark.parametrize("path", [p for p in FILES if _blocks(p)], ids=lambda p: str(p.relative_to(ROOT)))
 def test_markdown_python_blocks_run(path: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    ns: dict[str, object] = {"__name__": "__doc_example__"}
+    # the blocks run as a module of their own, so that dataclasses and pickling can look it up
+    module = types.ModuleType("__doc_example__")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    ns: dict[str, object] = module.__dict__
     for i, code in enumerate(_blocks(path)):
         try:
             exec(compile(code, f"{path.name}[block {i}]", "exec"), ns)

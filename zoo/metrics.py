@@ -1,4 +1,4 @@
-"""Recognition and translation metrics: WER, CER (Levenshtein), BLEU and chrF (sacrebleu).
+"""Recognition and translation metrics: WER, CER (Levenshtein, with jiwer), BLEU and chrF (sacrebleu).
 
 * :func:`wer` — corpus word error rate :math:`\\sum_i d(r_i, h_i) / \\sum_i |r_i|` where :math:`d` is the
   Levenshtein distance (substitutions + deletions + insertions) between word sequences and
@@ -9,12 +9,17 @@
 * :func:`chrf` — chrF (Popović, 2015), character n-gram F-score with β = 2, on the 0–100 scale.
 
 Inputs are one string or a sequence of strings (references and hypotheses aligned one to one); no
-normalisation is applied here (use :func:`zoo.data.normalize` on both sides first if needed).
+normalisation is applied here (use :func:`zoo.data.normalize` on both sides first if needed). Words are
+``str.split()`` tokens; characters are every character, spaces included, with no stripping. The
+distances are jiwer's (RapidFuzz's C++ Levenshtein) with transforms that do exactly this tokenisation,
+rather than jiwer's default ones (which strip and collapse spaces); empty references are allowed as long
+as the corpus's total reference length is positive.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 def _pairs(refs: str | Sequence[str], hyps: str | Sequence[str]) -> tuple[list[str], list[str]]:
@@ -30,27 +35,30 @@ def _pairs(refs: str | Sequence[str], hyps: str | Sequence[str]) -> tuple[list[s
 
 
 def edit_distance(a: Sequence[object], b: Sequence[object]) -> int:
-    """Levenshtein distance between two sequences (unit costs), by dynamic programming."""
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, y in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return prev[-1]
+    """Levenshtein distance between two sequences (unit costs; ``torchaudio.functional.edit_distance``)."""
+    import torchaudio.functional as AF
+
+    return int(AF.edit_distance(a, b))
 
 
 def error_counts(refs: str | Sequence[str], hyps: str | Sequence[str], unit: str = "word") -> tuple[int, int]:
     """``(total edit distance, total reference length)`` in words or characters."""
+    import jiwer
+
     if unit not in ("word", "char"):
         raise ValueError(f"unit must be 'word' or 'char', got {unit!r}")
     r, h = _pairs(refs, hyps)
-    errs = n = 0
-    for a, b in zip(r, h):
-        sa, sb = (a.split(), b.split()) if unit == "word" else (list(a), list(b))
-        errs += edit_distance(sa, sb)
-        n += len(sa)
-    return errs, n
+    if not r:
+        return 0, 0
+    if unit == "word":
+        words = jiwer.ReduceToListOfListOfWords()  # str.split() tokens
+        out: Any = jiwer.process_words(r, h, reference_transform=words, hypothesis_transform=words)
+        n = sum(len(x.split()) for x in r)
+    else:
+        chars = jiwer.ReduceToListOfListOfChars()  # every character, spaces kept
+        out = jiwer.process_characters(r, h, reference_transform=chars, hypothesis_transform=chars)
+        n = sum(len(x) for x in r)
+    return int(out.substitutions + out.deletions + out.insertions), n
 
 
 def wer(refs: str | Sequence[str], hyps: str | Sequence[str]) -> float:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from bilevel.meta import adapt_batched, imaml_grad_batched
+from bilevel.meta import adapt_batched, imaml_adapt_batched, imaml_grad_batched
 
 SHOTS = 10
 
@@ -125,7 +125,8 @@ def evaluate(
     """Mean query MSE over ``n_tasks`` new tasks after k = 0..max_steps adaptation steps on 10 shots.
 
     Every method adapts with plain gradient descent of step ``inner_lr`` except iMAML, which adapts
-    with its own inner procedure (gradient descent on the support loss + (λ/2)||φ - θ||²).
+    with its own inner procedure (``imaml_adapt_batched``: step-controlled gradient descent on the
+    support loss + (λ/2)||φ - θ||², steps of at most ``inner_lr``).
     """
     loss = task_loss(model)
     gen = torch.Generator().manual_seed(seed)
@@ -133,16 +134,16 @@ def evaluate(
     xs, ys, xq, yq = x[:, :SHOTS], y[:, :SHOTS], x[:, SHOTS:], y[:, SHOTS:]
     theta = {n: p.detach() for n, p in model.named_parameters()}
     phi = {n: v.expand(n_tasks, *v.shape).clone() for n, v in theta.items()}
-    lam = reg if method == "imaml" else 0.0
-
-    def support(p: dict[str, Tensor], d: Any) -> Tensor:
-        return loss(p, d)
-
-    grad_fn = vmap(torch.func.grad(support))
     out = [float(vmap(loss)(phi, (xq, yq)).mean())]
+    if method == "imaml":  # its own inner procedure, exactly as in training
+        for k in range(1, max_steps + 1):
+            phi = imaml_adapt_batched(model, loss, (xs, ys), reg=reg, inner_lr=inner_lr, inner_steps=k)
+            out.append(float(vmap(loss)(phi, (xq, yq)).mean()))
+        return out
+    grad_fn = vmap(torch.func.grad(loss))
     for _ in range(max_steps):
         g = grad_fn(phi, (xs, ys))
-        phi = {n: phi[n] - inner_lr * (g[n] + lam * (phi[n] - theta[n])) for n in phi}
+        phi = {n: phi[n] - inner_lr * g[n] for n in phi}
         out.append(float(vmap(loss)(phi, (xq, yq)).mean()))
     return out
 

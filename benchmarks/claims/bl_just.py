@@ -26,12 +26,12 @@ def _setup(ctx: Context) -> dict[str, Any]:
 
     p = PRESETS["standard"] if ctx.full else PRESETS["quick"]
     return {
-        "corpus": p["corpus"],
-        "encoder": "conformer",
-        "shares": list(p["shares"]),
-        "seeds": [ctx.seed + i for i in range(len(p["seeds"]))],
-        "steps": tuple(p["steps"]),
-        "ablation_share": p["ablation_share"],
+        "corpus": p.corpus,
+        "encoder": p.encoder,
+        "shares": list(p.shares),
+        "seeds": [ctx.seed + i for i in range(len(p.seeds))],
+        "steps": tuple(p.steps),
+        "ablation_share": p.ablation_share,
     }
 
 

@@ -1,36 +1,36 @@
-"""Claims for bilevel.Equilibrium (issue 3): the reductions of §4.3 and the adaptivity toy (C19)."""
+"""Claims for bilevel.Equilibrium: the reductions of §4.3 and the adaptivity toy (C19).
+
+Each claim is measure → verdict → figure (see :mod:`benchmarks.harness`).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from benchmarks.harness import Context, Outcome, claim
+from benchmarks.harness import Budget, Outcome, claim
+from benchmarks.plotting import pyplot
 from bilevel import Equilibrium
 from bilevel.equilibrium import equilibrium_direction
 
 
-@claim(
-    "equilibrium.reductions",
-    title="Equilibrium direction: K = 0, K = 1, exact second order and Reptile reductions",
-    statement=(
-        "On random non-quadratic sources in float64: K = 0 gives the averaged-loss gradient; K = 1 first "
-        "order gives (1/M)Σ∇ℓ_i(θ - β∇ℓ_i(θ)); 'second_order' equals "
-        "(1/M)Σ Π_k(I - β∇²ℓ_i(φ_i^k))∇ℓ_i(φ_i^K) "
-        "(Hessians by torch.func.hessian); 'reptile' equals (θ - mean_i φ_i^K)/(βK); all to ≤ 1e-12."
-    ),
-    issue=3,
-)
-def reductions(ctx: Context) -> Outcome:
+@dataclass(frozen=True)
+class ReductionsBudget(Budget):
+    trials: int = 5
+
+
+def reductions_measure(b: ReductionsBudget) -> dict[str, Any]:
     d, m, beta = 6, 3, 0.1
-    g = ctx.generator()
+    g = b.generator()
     errs: dict[str, float] = {"K0": 0.0, "K1_first_order": 0.0, "second_order": 0.0, "reptile": 0.0}
-    for trial in ctx.progress(range(5), desc="trials"):
+    for trial in b.progress(range(b.trials), desc="trials"):
         mats = [torch.randn(d, d, generator=g, dtype=torch.float64) for _ in range(m)]
         mats = [a @ a.T / d + 0.5 * torch.eye(d, dtype=torch.float64) for a in mats]
         cs = [torch.randn(d, generator=g, dtype=torch.float64) for _ in range(m)]
@@ -71,6 +71,10 @@ def reductions(ctx: Context) -> Outcome:
         errs["second_order"] = max(errs["second_order"], err(r2, exact))
         r3 = equilibrium_direction([w], closures, inner_lr=beta, inner_steps=K, mode="reptile").direction[0]
         errs["reptile"] = max(errs["reptile"], err(r3, (th - torch.stack(phis_all).mean(0)) / (beta * K)))
+    return errs
+
+
+def reductions_verdict(errs: dict[str, Any]) -> Outcome:
     worst = max(errs.values())
     return Outcome(
         holds=worst <= 1e-12,
@@ -80,6 +84,23 @@ def reductions(ctx: Context) -> Outcome:
         tolerance="≤ 1e-12 (float64)",
         details=errs,
     )
+
+
+claim(
+    "equilibrium.reductions",
+    title="Equilibrium direction: K = 0, K = 1, exact second order and Reptile reductions",
+    statement=(
+        "On random non-quadratic sources in float64: K = 0 gives the averaged-loss gradient; K = 1 first "
+        "order gives (1/M)Σ∇ℓ_i(θ - β∇ℓ_i(θ)); 'second_order' equals "
+        "(1/M)Σ Π_k(I - β∇²ℓ_i(φ_i^k))∇ℓ_i(φ_i^K) "
+        "(Hessians by torch.func.hessian); 'reptile' equals (θ - mean_i φ_i^K)/(βK); all to ≤ 1e-12."
+    ),
+    issue=3,
+    measure=reductions_measure,
+    verdict=reductions_verdict,
+    quick=ReductionsBudget(),
+    full=ReductionsBudget(),
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -129,7 +150,7 @@ def _train(mode: str, K: int, steps: int, beta: float, seed: int, progress) -> n
         inner_steps=K,
         mode=mode if K > 0 else "first_order",
         functional=functional,
-        outer_optimizer=torch.optim.Adam,
+        optimizer=torch.optim.Adam,
     )
     closures = [closure(i) for i in range(len(srcs))]
     for _ in progress(range(steps)):
@@ -156,23 +177,16 @@ def _post_adaptation(model: nn.Module, beta: float, max_steps: int, seed: int) -
     return out
 
 
-@claim(
-    "equilibrium.adaptivity",
-    title="Equilibrium-trained start adapts better per source than the averaged-loss start",
-    statement=(
-        "Four sources y = A_i sin(x + φ_i) with different optima, MLP 1-40-40-1, the same outer budget "
-        "(Adam). "
-        "After K = 5 gradient steps on each source's own fresh data, the start trained by Equilibrium "
-        "(first order, and exact second order) reaches a lower held-out loss on every source than the start "
-        "trained on the averaged loss (Equilibrium with K = 0), and at most half of it on average."
-    ),
-    issue=3,
-)
-def adaptivity(ctx: Context) -> Outcome:
-    import matplotlib.pyplot as plt
+@dataclass(frozen=True)
+class AdaptivityBudget(Budget):
+    outer_steps: int = 150
+    adaptation_steps: int = 5
+    inner_lr: float = 0.05
 
-    K, beta = 5, 0.05
-    steps = 1500 if ctx.full else 150
+
+def adaptivity_measure(b: AdaptivityBudget) -> dict[str, Any]:
+    K, beta = b.adaptation_steps, b.inner_lr
+    steps = b.outer_steps
     runs = {
         "averaged loss (K = 0)": ("first_order", 0),
         "equilibrium, first order": ("first_order", K),
@@ -180,12 +194,12 @@ def adaptivity(ctx: Context) -> Outcome:
     }
     curves = {}
     for label, (mode, k) in runs.items():
-        model = _train(mode, k, steps, beta, ctx.seed, lambda r, label=label: ctx.progress(r, desc=label))
-        curves[label] = _post_adaptation(model, beta, 2 * K, ctx.seed)
+        model = _train(mode, k, steps, beta, b.seed, lambda r, label=label: b.progress(r, desc=label))
+        curves[label] = _post_adaptation(model, beta, 2 * K, b.seed)
     base = [c[K] for c in curves["averaged loss (K = 0)"]]
     res = {label: [c[K] for c in cs] for label, cs in curves.items()}
     per_source_better = {
-        label: all(a < b for a, b in zip(v, base))
+        label: all(x < y for x, y in zip(v, base))
         for label, v in res.items()
         if not label.startswith("averaged")
     }
@@ -194,9 +208,31 @@ def adaptivity(ctx: Context) -> Outcome:
         for label, v in res.items()
         if not label.startswith("averaged")
     }
-    holds = all(per_source_better.values()) and max(mean_ratio.values()) <= 0.5
+    return {
+        "K": K,
+        "beta": beta,
+        "steps": steps,
+        "after_K": res,
+        "curves": curves,
+        "mean_ratio": mean_ratio,
+        "per_source_better": per_source_better,
+    }
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+
+def adaptivity_verdict(d: dict[str, Any]) -> Outcome:
+    K, res = d["K"], d["after_K"]
+    holds = all(d["per_source_better"].values()) and max(d["mean_ratio"].values()) <= 0.5
+    return Outcome(
+        holds=holds,
+        measured=", ".join(f"{k}: {sum(v) / 4:.3f}" for k, v in res.items()) + f" (mean MSE after K = {K})",
+        tolerance="every source lower than the averaged-loss start, and mean ≤ 0.5 × its mean",
+        details={k: d[k] for k in ("after_K", "curves", "mean_ratio", "per_source_better")},
+    )
+
+
+def adaptivity_figure(d: dict[str, Any]) -> dict[str, Any]:
+    K, beta, steps, res, curves = d["K"], d["beta"], d["steps"], d["after_K"], d["curves"]
+    fig, axes = pyplot().subplots(1, 2, figsize=(11, 4))
     width = 0.27
     for j, (label, v) in enumerate(res.items()):
         axes[0].bar([i + (j - 1) * width for i in range(4)], v, width, label=label)
@@ -220,15 +256,23 @@ def adaptivity(ctx: Context) -> Outcome:
         title=f"{steps} outer steps, β = {beta}",
     )
     axes[1].legend(fontsize=8)
-    ctx.save_figure(fig, "post_adaptation")
-    return Outcome(
-        holds=holds,
-        measured=", ".join(f"{k}: {sum(v) / 4:.3f}" for k, v in res.items()) + f" (mean MSE after K = {K})",
-        tolerance="every source lower than the averaged-loss start, and mean ≤ 0.5 × its mean",
-        details={
-            "after_K": res,
-            "curves": curves,
-            "mean_ratio": mean_ratio,
-            "per_source_better": per_source_better,
-        },
-    )
+    return {"post_adaptation": fig}
+
+
+claim(
+    "equilibrium.adaptivity",
+    title="Equilibrium-trained start adapts better per source than the averaged-loss start",
+    statement=(
+        "Four sources y = A_i sin(x + φ_i) with different optima, MLP 1-40-40-1, the same outer budget "
+        "(Adam). "
+        "After K = 5 gradient steps on each source's own fresh data, the start trained by Equilibrium "
+        "(first order, and exact second order) reaches a lower held-out loss on every source than the start "
+        "trained on the averaged loss (Equilibrium with K = 0), and at most half of it on average."
+    ),
+    issue=3,
+    measure=adaptivity_measure,
+    verdict=adaptivity_verdict,
+    figure=adaptivity_figure,
+    quick=AdaptivityBudget(),
+    full=AdaptivityBudget(outer_steps=1500),
+)

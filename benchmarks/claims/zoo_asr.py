@@ -79,7 +79,8 @@ def _trained(ctx: Context, model: str, seed: int | None = None, kind: str = "abl
     """Train (or reuse) ``model`` under this run's budget of ``kind`` (see :func:`_budget`); returns model,
     data and timings."""
     from zoo.models import build_model
-    from zoo.train import TrainConfig, Trainer
+    from zoo.recipes.supervised import SupervisedConfig, SupervisedStep, supervised_state
+    from zoo.training import Trainer
 
     b = _budget(ctx, model, kind)
     seed = ctx.seed if seed is None else seed
@@ -89,7 +90,7 @@ def _trained(ctx: Context, model: str, seed: int | None = None, kind: str = "abl
     data = _data(b.corpus, "unigram" if model == "dota" else "char")
     torch.manual_seed(seed)
     net = build_model(model, b.preset, vocab_size=data.tokenizer.vocab_size)
-    cfg = TrainConfig(
+    cfg = SupervisedConfig(
         steps=b.steps,
         batch_size=b.batch,
         lr=b.lr,
@@ -98,25 +99,26 @@ def _trained(ctx: Context, model: str, seed: int | None = None, kind: str = "abl
         max_seconds=b.max_seconds,
         spec_augment=b.spec_augment,
     )
+    state = supervised_state(net, data.train, data.collate, cfg, lengths=data.train.lengths)
     tr = Trainer(
-        net, data.train, data.collate, cfg, lengths=data.train.lengths, show_progress=ctx.show_progress
+        state, SupervisedStep(cfg.grad_clip, cfg.spec_augment), cfg.budget(), progress=ctx.show_progress
     )
     tr.run()
     out = {
         "model": net,
         "data": data,
-        "steps": tr.progress.step,
-        "seconds": tr.progress.seconds,
+        "steps": state.step,
+        "seconds": state.seconds,
         "params": sum(p.numel() for p in net.parameters()),
         "budget": b,
-        "loss": tr.progress.history[-1]["loss"],
+        "loss": state.history[-1]["loss"],
     }
     _MODELS[key] = out
     return out
 
 
 def _test(entry: dict[str, Any], **kw: Any) -> dict[str, float]:
-    from zoo.train import evaluate
+    from zoo.training import evaluate
 
     d = entry["data"]
     return evaluate(entry["model"], d.test, d.tokenizer, d.collate, **kw)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from bilevel._autograd import grads_or_zeros as _grad
 from bilevel._checks import check_choice, check_loss, check_real
 from bilevel.hypergrad._solvers import cg, neumann
 
@@ -20,12 +21,9 @@ def _leaves(ts: Sequence[Tensor], name: str) -> list[Tensor]:
         raise ValueError(f"{name} must be a non-empty sequence of tensors")
     if not all(t.is_floating_point() for t in ts):
         raise ValueError(f"{name} must hold floating-point tensors")
+    if not all(bool(torch.isfinite(t).all()) for t in ts):
+        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
     return [t.detach().requires_grad_(True) for t in ts]
-
-
-def _grad(out: Tensor | Sequence[Tensor], ins: Sequence[Tensor], **kw: object) -> list[Tensor]:
-    gs = torch.autograd.grad(out, list(ins), allow_unused=True, **kw)  # type: ignore[call-overload]
-    return [torch.zeros_like(t) if g is None else g for g, t in zip(gs, ins)]
 
 
 def implicit(

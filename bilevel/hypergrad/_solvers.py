@@ -6,13 +6,21 @@ Hessian-vector product), with ``b`` and ``x`` lists of tensors shaped like the p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from bilevel._autograd import total_norm
 from bilevel._checks import check_choice, check_int, check_real
+
+_GROWTH = 2.0
+"""A Neumann term this many times ||b|| means the series diverges (alpha above 2/L, or A indefinite)."""
+
+_DIVERGED = 1e8
+"""A residual this many times ||b|| means CG broke down (it cannot happen on an SPD operator)."""
 
 MatVec = Callable[[Sequence[Tensor]], Sequence[Tensor]]
 """A linear map on lists of tensors, e.g. a Hessian-vector product."""
@@ -24,11 +32,21 @@ def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
     )
 
 
+def _norm(a: Sequence[Tensor]) -> float:
+    """Euclidean norm of a list of tensors (no overflow for finite entries; NaN or inf if any entry is)."""
+    return total_norm(a, a[0])
+
+
 def _check_rhs(b: Sequence[Tensor]) -> list[Tensor]:
     b = list(b)
     if not b or not all(isinstance(t, Tensor) for t in b):
         raise ValueError("b must be a non-empty sequence of tensors")
-    return [t.detach() for t in b]
+    if not all(t.is_floating_point() for t in b):
+        raise ValueError("b must hold floating-point tensors")
+    b = [t.detach() for t in b]
+    if not math.isfinite(_norm(b)):
+        raise ValueError("b contains non-finite values (NaN or inf): expected a finite right-hand side")
+    return b
 
 
 def _apply(matvec: MatVec, v: Sequence[Tensor], like: Sequence[Tensor]) -> list[Tensor]:
@@ -51,7 +69,9 @@ def cg(
         matvec: :math:`v \mapsto A v` on lists of tensors shaped like ``b``.
         b: the right-hand side.
         steps: maximum number of iterations (each costs one ``matvec``), ``>= 0``.
-        tol: stop early once :math:`\|r_k\|_2 \le` ``tol`` :math:`\cdot\|b\|_2` (``0`` runs all steps).
+        tol: stop early once :math:`\|r_k\|_2 \le` ``tol`` :math:`\cdot\|b\|_2`. CG always stops once
+            the residual is at round-off level (:math:`4\varepsilon\|b\|_2`, :math:`\varepsilon` the dtype's
+            machine epsilon), before it would divide by a vanishing :math:`p^\top A p`.
         indefinite: what to do when a search direction has non-positive curvature
             :math:`p^\top A p \le 0` (the operator is not positive definite, e.g. a Hessian away from a
             minimum): ``"raise"`` a ``ValueError``, or ``"stop"`` and return the current iterate
@@ -60,6 +80,10 @@ def cg(
 
     Returns:
         The approximate solution, detached, shaped like ``b``.
+
+    Raises:
+        ValueError: ``b`` or a ``matvec`` result is not finite, or the residual blows up (the operator
+            is not symmetric positive definite).
     """
     return cg_info(matvec, b, steps=steps, tol=tol, indefinite=indefinite).x
 
@@ -84,27 +108,39 @@ def cg_info(
     x = [torch.zeros_like(t) for t in b]
     r = [t.clone() for t in b]
     p = [t.clone() for t in b]
-    rr = _dot(r, r)
-    stop = (tol**2) * rr
+    b_norm = _norm(b)
+    # Stop on the residual before looking at the curvature: once ||r|| is at round-off level
+    # (or below tol·||b||), p is round-off too and pAp may underflow to 0 on a definite operator.
+    floor = max(tol, 4 * torch.finfo(b[0].dtype).eps) * b_norm
+    r_norm = b_norm
     for k in range(steps):
-        if rr <= stop or rr == 0:
+        if r_norm <= floor or r_norm == 0.0:
             return CGInfo(x, k, False)
         ap = _apply(matvec, p, b)
-        pap = _dot(p, ap)
+        pap = float(_dot(p, ap))
+        if not math.isfinite(pap):
+            raise ValueError(f"cg: pAp = {pap} is not finite (matvec returned NaN or inf, or overflowed)")
         if pap <= 0:
             if indefinite == "raise":
                 raise ValueError(
                     "cg: the operator is not positive definite along a search direction "
-                    f"(pAp = {float(pap)}); "
+                    f"(pAp = {pap}); "
                     "regularise it, or pass indefinite='stop'"
                 )
             return CGInfo(x if k > 0 else [t.clone() for t in b], k, True)
+        rr = r_norm**2
         alpha = rr / pap
         x = [xi + alpha * pi for xi, pi in zip(x, p)]
         r = [ri - alpha * api for ri, api in zip(r, ap)]
-        rr_new = _dot(r, r)
-        p = [ri + (rr_new / rr) * pi for ri, pi in zip(r, p)]
-        rr = rr_new
+        r_new = _norm(r)
+        if not math.isfinite(r_new) or r_new > _DIVERGED * b_norm:
+            raise ValueError(
+                f"cg diverged: the residual grew to {r_new:.3g} × ||b|| = {b_norm:.3g} after {k + 1} "
+                "steps; the operator is not symmetric positive definite or is badly conditioned"
+            )
+        beta = r_new**2 / rr
+        p = [ri + beta * pi for ri, pi in zip(r, p)]
+        r_norm = r_new
     return CGInfo(x, steps, False)
 
 
@@ -123,14 +159,33 @@ def neumann(matvec: MatVec, b: Sequence[Tensor], *, steps: int, alpha: float) ->
 
     Returns:
         The approximate solution, detached, shaped like ``b``.
+
+    Raises:
+        ValueError: ``b`` or a ``matvec`` result is not finite, or the series diverges (a term's norm
+            exceeds twice :math:`\|b\|`, which cannot happen for a symmetric :math:`A` with spectrum
+            in :math:`[0, 2/\alpha]`): ``alpha`` is too large or :math:`A` is not positive definite.
     """
     check_int(steps, "steps", low=0)
     alpha = check_real(alpha, "alpha", low=0.0, low_open=True)
     b = _check_rhs(b)
+    b_norm = _norm(b)
     term = [t.clone() for t in b]
     acc = [t.clone() for t in b]
-    for _ in range(steps):
+    for k in range(steps):
         at = _apply(matvec, term, b)
         term = [t - alpha * a for t, a in zip(term, at)]
+        t_norm = _norm(term)
+        # For a symmetric A with spectrum in [0, 2/alpha], ||(I - alpha A)^j b|| never exceeds ||b||.
+        if not math.isfinite(t_norm):
+            raise ValueError(
+                f"neumann: the series term is not finite after {k + 1} steps (matvec returned NaN or "
+                f"inf, or alpha = {alpha:g} is far above 2/L and the series overflowed)"
+            )
+        if t_norm > _GROWTH * b_norm:
+            raise ValueError(
+                f"neumann diverged: the series term grew to {t_norm:.3g} (||b|| = {b_norm:.3g}) after "
+                f"{k + 1} steps; alpha = {alpha:g} must be below 2/L (L the largest eigenvalue of the "
+                "operator, which must be positive definite)"
+            )
         acc = [s + t for s, t in zip(acc, term)]
     return [alpha * s for s in acc]

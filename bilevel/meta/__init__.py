@@ -8,6 +8,7 @@ from bilevel.meta._adapt import LearningRate, LossFn, Params, adapt, learnable_l
 from bilevel.meta._batched import adapt_batched
 from bilevel.meta._imaml import IMAMLResult, imaml_grad
 from bilevel.meta._imaml_batched import imaml_grad_batched
+from bilevel.meta._proximal import imaml_adapt_batched
 from bilevel.meta._reptile import reptile_grad
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "Params",
     "adapt",
     "adapt_batched",
+    "imaml_adapt_batched",
     "imaml_grad",
     "imaml_grad_batched",
     "learnable_lrs",

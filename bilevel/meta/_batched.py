@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.func import grad, vmap
 
 from bilevel._checks import check_int
-from bilevel.meta._adapt import LearningRate, Params, check_lr, select_names
+from bilevel.meta._adapt import LearningRate, Params, check_lr, common_scalar, select_names
 
 BatchedLossFn = Callable[[Params, Any], Tensor]
 """``loss_fn(params, data) -> scalar`` for one task; ``data`` is a pytree of tensors."""
@@ -27,13 +27,31 @@ def check_task_data(data: Any, name: str) -> int:
     return n_tasks
 
 
+def bad_tasks(batched: Iterable[Tensor], n_tasks: int) -> list[int]:
+    """The tasks (indices along dimension 0) whose entries in any of ``batched`` are not all finite."""
+    bad: Tensor | None = None
+    for t in batched:
+        if not t.is_floating_point() and not t.is_complex():
+            continue
+        b = ~torch.isfinite(t.detach().reshape(n_tasks, -1)).all(dim=1)
+        bad = b if bad is None else bad | b
+    return [] if bad is None else bad.nonzero().flatten().tolist()
+
+
+def check_finite_tasks(batched: Iterable[Tensor], n_tasks: int, what: str) -> None:
+    """Raise a ``ValueError`` naming ``what`` and the tasks with NaN or inf entries."""
+    bad = bad_tasks(batched, n_tasks)
+    if bad:
+        raise ValueError(f"non-finite values in {what} for tasks {bad}")
+
+
 def adapt_batched(
     model: nn.Module,
     loss_fn: BatchedLossFn,
     data: Any,
-    *,
     inner_lr: LearningRate,
     inner_steps: int,
+    *,
     first_order: bool = False,
     names: Iterable[str] | None = None,
 ) -> Params:
@@ -64,19 +82,35 @@ def adapt_batched(
     theta: Params = dict(model.named_parameters())
     lrs = check_lr(inner_lr, keys, theta)
     n_tasks = check_task_data(data, "data")
+    check_finite_tasks(torch.utils._pytree.tree_leaves(data), n_tasks, "data")
     fixed = {n: p for n, p in theta.items() if n not in keys}
+    lr = common_scalar(lrs, keys)
+    neg_lr = 0.0 if lr is None else -lr
 
     def task_loss(adapted: Params, d: Any) -> Tensor:
         return loss_fn({**fixed, **adapted}, d)
 
+    def scaled_loss(adapted: Params, d: Any) -> Tensor:  # ∇(-βL) = -β∇L: one addition per update
+        return task_loss(adapted, d) * neg_lr
+
     def one_task(start: Params, d: Any) -> Params:
         fast = dict(start)
         for _ in range(inner_steps):
-            g = grad(task_loss)(fast, d)
-            fast = {n: fast[n] - lrs[n] * (g[n].detach() if first_order else g[n]) for n in keys}
+            if lr is not None:
+                s = grad(scaled_loss)(fast, d)
+                fast = {n: fast[n] + (s[n].detach() if first_order else s[n]) for n in keys}
+            else:
+                g = grad(task_loss)(fast, d)
+                fast = {n: fast[n] - lrs[n] * (g[n].detach() if first_order else g[n]) for n in keys}
         return fast
 
     adapted = vmap(one_task, in_dims=(None, 0))({n: theta[n] for n in keys}, data)
+    if inner_steps > 0:
+        check_finite_tasks(
+            adapted.values(),
+            n_tasks,
+            "the adapted parameters (the inner gradient descent diverged; lower inner_lr)",
+        )
     out = {n: p.expand(n_tasks, *p.shape) for n, p in fixed.items()}
     out.update(adapted)
     return {n: out[n] for n in theta}

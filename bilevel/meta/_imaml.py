@@ -8,10 +8,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from bilevel._autograd import grads_or_zeros
 from bilevel._checks import check_int, check_loss, check_real
 from bilevel._distributed import all_reduce_mean_
 from bilevel.hypergrad._solvers import cg_info
 from bilevel.meta._adapt import LossFn, Params, select_names
+from bilevel.meta._proximal import controlled_descent, proximal_objective
 
 
 @dataclass
@@ -57,7 +59,9 @@ def imaml_grad(
 ) -> IMAMLResult:
     r"""One task's implicit MAML meta-gradient, added to the model's ``.grad``.
 
-    Inner problem (solved by ``inner_steps`` of gradient descent from :math:`\theta`):
+    Inner problem (solved by ``inner_steps`` of gradient descent from :math:`\theta`, with steps of at
+    most ``inner_lr`` that never increase the objective: a step that would is halved, see
+    :func:`~bilevel.meta.imaml_adapt_batched`):
 
     .. math::
 
@@ -94,25 +98,35 @@ def imaml_grad(
     theta = dict(model.named_parameters())
     anchor = {n: theta[n].detach() for n in keys}
     fixed = {n: p.detach() for n, p in theta.items() if n not in keys}
-    phi = {n: anchor[n].clone() for n in keys}
+    objective = proximal_objective(lambda p: train_loss({**fixed, **p}), anchor, lam)
+    first = [True]
+
+    def value_and_grad(at: Params) -> tuple[Tensor, Params]:
+        cur = {n: t.detach().requires_grad_(True) for n, t in at.items()}
+        f = objective(cur)
+        if first[0]:  # at θ a non-finite loss is bad input; later, a rejected step
+            check_loss(f, "train_loss")
+            first[0] = False
+        elif not bool(torch.isfinite(f.detach())):
+            return f.detach(), {n: torch.zeros_like(t) for n, t in cur.items()}
+        gs = grads_or_zeros(f, list(cur.values()))
+        return f.detach(), {n: g.detach() for n, g in zip(keys, gs)}
+
     with torch.enable_grad():
-        for _ in range(inner_steps):
-            cur = {n: t.requires_grad_(True) for n, t in phi.items()}
-            loss = check_loss(train_loss({**fixed, **cur}), "train_loss")
-            gs = torch.autograd.grad(loss, list(cur.values()), allow_unused=True)
-            phi = {
-                n: (cur[n] - lr * ((0 if g is None else g) + lam * (cur[n] - anchor[n]))).detach()
-                for n, g in zip(keys, gs)
-            }
+        phi = (
+            controlled_descent(value_and_grad, {n: anchor[n].clone() for n in keys}, lr, inner_steps)
+            if inner_steps > 0
+            else {n: anchor[n].clone() for n in keys}
+        )
         leaves = [phi[n].requires_grad_(True) for n in keys]
         p_all = {**fixed, **dict(zip(keys, leaves))}
         lv = check_loss(val_loss(p_all), "val_loss")
-        v = _grads(lv, leaves, create_graph=False)
+        v = grads_or_zeros(lv, leaves)
         lt = check_loss(train_loss(p_all), "train_loss")
-        gt = _grads(lt, leaves, create_graph=True)
+        gt = grads_or_zeros(lt, leaves, create_graph=True)
 
         def matvec(x: Sequence[Tensor]) -> list[Tensor]:
-            hx = _grads_out(gt, leaves, x)
+            hx = grads_or_zeros(gt, leaves, grad_outputs=x, retain_graph=True)
             return [xi + hi / lam for xi, hi in zip(x, hx)]
 
         info = cg_info(matvec, v, steps=cg_steps, tol=cg_tol, indefinite=indefinite)
@@ -134,18 +148,3 @@ def imaml_grad(
         info.hit_indefinite,
         float(residual),
     )
-
-
-def _grads(loss: Tensor, ins: list[Tensor], *, create_graph: bool) -> list[Tensor]:
-    gs = torch.autograd.grad(loss, ins, create_graph=create_graph, allow_unused=True)
-    return [torch.zeros_like(t) if g is None else g for g, t in zip(gs, ins)]
-
-
-def _grads_out(outs: list[Tensor], ins: list[Tensor], v: Sequence[Tensor]) -> list[Tensor]:
-    pairs = [(o, vi) for o, vi in zip(outs, v) if o.requires_grad]
-    if not pairs:
-        return [torch.zeros_like(t) for t in ins]
-    gs = torch.autograd.grad(
-        [o for o, _ in pairs], ins, grad_outputs=[vi for _, vi in pairs], retain_graph=True, allow_unused=True
-    )
-    return [torch.zeros_like(t) if g is None else g for g, t in zip(gs, ins)]

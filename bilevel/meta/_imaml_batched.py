@@ -12,7 +12,8 @@ from torch.func import grad, vmap
 from bilevel._checks import check_int, check_real
 from bilevel._distributed import all_reduce_mean_
 from bilevel.meta._adapt import Params, select_names
-from bilevel.meta._batched import BatchedLossFn, check_task_data
+from bilevel.meta._batched import BatchedLossFn, check_finite_tasks, check_task_data
+from bilevel.meta._proximal import proximal_solve_batched
 
 
 def _tdot(a: dict[str, Tensor], b: dict[str, Tensor]) -> Tensor:
@@ -21,11 +22,7 @@ def _tdot(a: dict[str, Tensor], b: dict[str, Tensor]) -> Tensor:
 
 
 def _check_finite(batched: dict[str, Tensor], what: str) -> None:
-    bad = torch.zeros(next(iter(batched.values())).shape[0], dtype=torch.bool)
-    for t in batched.values():
-        bad |= ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1).cpu()
-    if bool(bad.any()):
-        raise ValueError(f"non-finite values in {what} for tasks {bad.nonzero().flatten().tolist()}")
+    check_finite_tasks(batched.values(), next(iter(batched.values())).shape[0], what)
 
 
 def _bc(s: Tensor, like: Tensor) -> Tensor:
@@ -49,8 +46,10 @@ def imaml_grad_batched(
     r""":func:`~bilevel.meta.imaml_grad` for a batch of tasks, vectorised with ``torch.func.vmap``.
 
     ``support`` and ``query`` are pytrees of tensors with the tasks along dimension 0 and
-    ``loss_fn(params, task_data)`` is one task's loss. Every task runs ``inner_steps`` of gradient
-    descent on :math:`\mathcal L^{tr}(\phi) + \frac\lambda2\|\phi-\theta\|^2` and ``cg_steps`` of conjugate
+    ``loss_fn(params, task_data)`` is one task's loss. Every task runs ``inner_steps`` of step-controlled
+    gradient descent (steps of at most ``inner_lr`` that never increase the objective; see
+    :func:`~bilevel.meta.imaml_adapt_batched`, which adapts new tasks the same way) on
+    :math:`\mathcal L^{tr}(\phi) + \frac\lambda2\|\phi-\theta\|^2` and ``cg_steps`` of conjugate
     gradient on :math:`(I + \nabla^2\mathcal L^{tr}(\phi)/\lambda)\,x = \nabla\mathcal L^{val}(\phi)`
     (Hessian-vector products by double reverse-mode differentiation). A task whose CG meets
     non-positive curvature stops there (its current iterate, or :math:`\nabla\mathcal L^{val}` if that
@@ -71,6 +70,8 @@ def imaml_grad_batched(
     n_tasks = check_task_data(support, "support")
     if check_task_data(query, "query") != n_tasks:
         raise ValueError("support and query must hold the same number of tasks")
+    check_finite_tasks(torch.utils._pytree.tree_leaves(support), n_tasks, "support")
+    check_finite_tasks(torch.utils._pytree.tree_leaves(query), n_tasks, "query")
     theta = dict(model.named_parameters())
     anchor = {n: theta[n].detach() for n in keys}
     fixed = {n: p.detach() for n, p in theta.items() if n not in keys}
@@ -80,22 +81,13 @@ def imaml_grad_batched(
 
     g_loss = grad(loss)
 
-    def inner(d: Any) -> Params:
-        phi = dict(anchor)
-        for _ in range(inner_steps):
-            gr = g_loss(phi, d)
-            phi = {n: phi[n] - lr * (gr[n] + lam * (phi[n] - anchor[n])) for n in keys}
-        return phi
-
     def hvp(p: Params, d: Any, x: Params) -> Params:
         # reverse over reverse: d/dp <∇L(p), x> = ∇²L(p) x
         return grad(lambda q: sum(torch.sum(gq * x[n]) for n, gq in g_loss(q, d).items()))(p)
 
     with torch.no_grad():
-        phi = (
-            vmap(inner)(support)
-            if inner_steps > 0
-            else {n: a.expand(n_tasks, *a.shape) for n, a in anchor.items()}
+        phi = proximal_solve_batched(
+            loss_fn, fixed, anchor, support, n_tasks, lam=lam, lr=lr, steps=inner_steps
         )
         _check_finite(phi, "the inner solution (inner gradient descent diverged; lower inner_lr)")
         b = vmap(g_loss)(phi, query)
@@ -103,16 +95,20 @@ def imaml_grad_batched(
         r = {n: b[n].clone() for n in keys}
         p = {n: b[n].clone() for n in keys}
         rr = _tdot(r, r)
+        # as in bilevel.hypergrad.cg: a task stops once its residual is at round-off level, before its
+        # curvature p·Ap (round-off too by then) is tested
+        stop = (4 * torch.finfo(rr.dtype).eps) ** 2 * rr
         active = torch.ones(n_tasks, dtype=torch.bool, device=rr.device)
         fallback = torch.zeros(n_tasks, dtype=torch.bool, device=rr.device)
         for k in range(cg_steps):
+            active = active & (rr > stop) & (rr > 0)
             hp = vmap(hvp)(phi, support, p)
             ap = {n: p[n] + hp[n] / lam for n in keys}
             pap = _tdot(p, ap)
             bad = active & (pap <= 0)
             if k == 0:
                 fallback |= bad
-            active = active & ~bad & (rr > 0)
+            active = active & ~bad
             alpha = torch.where(
                 active, rr / torch.where(active, pap, torch.ones_like(pap)), torch.zeros_like(rr)
             )

@@ -15,9 +15,9 @@ from bilevel.meta._adapt import LearningRate, LossFn, Params, check_lr, select_n
 def reptile_grad(
     model: nn.Module,
     task_losses: Sequence[LossFn],
-    *,
     inner_lr: LearningRate,
     inner_steps: int,
+    *,
     names: Iterable[str] | None = None,
     accumulate: bool = True,
 ) -> Params:
@@ -51,9 +51,9 @@ def reptile_grad(
     lrs = check_lr(inner_lr, keys, theta)
     lrs = {k: (v.detach() if isinstance(v, Tensor) else v) for k, v in lrs.items()}
     total = {n: torch.zeros_like(theta[n]) for n in keys}
-    for loss_fn in losses:
+    for i, loss_fn in enumerate(losses):
         start = {n: (p.detach().requires_grad_(True) if n in keys else p.detach()) for n, p in theta.items()}
-        fast = sgd_steps(loss_fn, start, keys, lrs, inner_steps, first_order=True)
+        fast = sgd_steps(loss_fn, start, keys, lrs, inner_steps, first_order=True, name=f"task_losses[{i}]")
         for n in keys:
             total[n] += fast[n].detach()
     d = {n: theta[n].detach() - total[n] / len(losses) for n in keys}

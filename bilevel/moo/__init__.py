@@ -11,7 +11,13 @@ from bilevel.moo._base import Aggregator
 from bilevel.moo._simplex import min_norm_weights, project_simplex
 from bilevel.moo.backward import BackwardResult, backward
 from bilevel.moo.cagrad import CAGrad, cagrad_weights
-from bilevel.moo.layer_selection import LayerSelection, group_by_module, layer_scores, select_layers
+from bilevel.moo.layer_selection import (
+    LayerSelection,
+    SelectionPlan,
+    group_by_module,
+    layer_scores,
+    select_layers,
+)
 from bilevel.moo.mgda import MGDA, mgda_weights
 from bilevel.moo.modo import MoDo, modo_step
 from bilevel.moo.pcgrad import PCGrad, pcgrad_weights
@@ -27,6 +33,7 @@ __all__ = [
     "PCGrad",
     "Product",
     "Recipe",
+    "SelectionPlan",
     "backward",
     "bilevel_recipe",
     "cagrad_weights",

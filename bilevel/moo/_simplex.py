@@ -14,9 +14,14 @@ gradients' device and dtype. No external solver (scipy, cvxpy) is involved.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
+
+from bilevel._checks import check_int, check_real
+from bilevel.moo._base import check_gramian
 
 
 def project_simplex(v: Tensor) -> Tensor:
@@ -24,9 +29,24 @@ def project_simplex(v: Tensor) -> Tensor:
 
     :math:`\Pi_\Delta(v) = \max(v - \tau, 0)` with τ chosen so that the result sums to one
     (sort-based algorithm of Duchi, Shalev-Shwartz, Singer and Chandra, ICML 2008).
+
+    Raises:
+        TypeError: ``v`` is not a floating-point tensor.
+        ValueError: ``v`` is 0-d or empty, or holds NaN/inf.
     """
+    if not isinstance(v, Tensor):
+        raise TypeError(f"v must be a torch.Tensor, got {type(v).__name__}")
+    if not v.is_floating_point():
+        raise TypeError(f"v must be a floating-point tensor, got dtype {v.dtype}")
     if v.dim() == 0 or v.shape[-1] == 0:
-        raise ValueError(f"project_simplex: expected a non-empty vector, got shape {tuple(v.shape)}")
+        raise ValueError(f"v must be a non-empty vector (or a batch of them), got shape {tuple(v.shape)}")
+    if not bool(torch.isfinite(v).all()):
+        raise ValueError("v has non-finite entries (NaN or inf)")
+    return _project_simplex(v)
+
+
+def _project_simplex(v: Tensor) -> Tensor:
+    """:func:`project_simplex` without input checks (for callers that checked already)."""
     u, _ = torch.sort(v, dim=-1, descending=True)
     css = u.cumsum(-1) - 1
     k = torch.arange(1, v.shape[-1] + 1, device=v.device, dtype=v.dtype)
@@ -90,7 +110,7 @@ def _wolfe(q: np.ndarray, tol: float, max_iter: int) -> np.ndarray:
     return w
 
 
-def min_norm_weights(gramian: Tensor, *, tol: float = 1e-12, max_iter: int | None = None) -> Tensor:
+def min_norm_weights(gramian: Any, *, tol: float = 1e-12, max_iter: int | None = None) -> Tensor:
     r"""Exact weights of the min-norm element of the convex hull of the rows of G, given Q = GGᵀ.
 
     Solves :math:`\min_{w \in \Delta_m} w^\top Q w` with Wolfe's min-norm-point algorithm on the Gramian
@@ -107,7 +127,20 @@ def min_norm_weights(gramian: Tensor, *, tol: float = 1e-12, max_iter: int | Non
 
     Returns:
         Weights (m,) in float64 on the CPU.
+
+    Raises:
+        ValueError: the Gramian is not a finite symmetric PSD (m, m) matrix with m ≥ 2, ``tol`` is not
+            positive or ``max_iter`` is below 1.
     """
+    check_gramian(gramian, "gramian")
+    tol = check_real(tol, "tol", low=0.0, low_open=True)
+    if max_iter is not None:
+        check_int(max_iter, "max_iter", low=1)
+    return _min_norm_weights(gramian, tol=tol, max_iter=max_iter)
+
+
+def _min_norm_weights(gramian: Tensor, *, tol: float = 1e-12, max_iter: int | None = None) -> Tensor:
+    """:func:`min_norm_weights` without input checks (for callers that checked already)."""
     q = gramian.detach().to(device="cpu", dtype=torch.float64)
     q = 0.5 * (q + q.T)
     m = q.shape[0]

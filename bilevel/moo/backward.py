@@ -1,8 +1,12 @@
-"""Apply an aggregator to a model: per-objective gradients of the shared parameters → one ``.grad``."""
+"""Apply an aggregator to a model: per-objective gradients of the shared parameters → one ``.grad``.
+
+:func:`backward` composes three steps, each in its own module: (a) per-objective gradients and their
+Gramians (``_jacobian``), (b) the aggregator's weights from the Gramian, (c) writing ``.grad``
+(``_write``). The layer-selection policy and its counter live in :class:`~bilevel.moo.LayerSelection`.
+"""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +18,10 @@ from bilevel._checks import check_loss
 from bilevel._distributed import all_reduce_mean_
 from bilevel._params import ParamsT, check_disjoint, flat_params, param_groups
 from bilevel.moo._base import Aggregator
-from bilevel.moo.layer_selection import LayerSelection, layer_scores
+from bilevel.moo._graph import reached_leaves
+from bilevel.moo._jacobian import Jacobians, full_jacobians, lean_jacobians
+from bilevel.moo._write import backward_combination_, write_combination_
+from bilevel.moo.layer_selection import LayerSelection, SelectionPlan
 
 LossesT = Sequence[Tensor] | Mapping[str, Tensor]
 
@@ -29,6 +36,8 @@ class BackwardResult:
         selected: indices of the selected layers (``None`` without layer selection).
         scores: the layers' mean pairwise cosines from the last scoring step (``None`` without selection).
         scored: whether this step re-scored the layers.
+        task_params: the task-specific parameters that received the gradient of Σ_i L_i (given, or
+            inferred from the graph).
     """
 
     weights: Tensor
@@ -36,6 +45,7 @@ class BackwardResult:
     selected: list[int] | None = None
     scores: Tensor | None = None
     scored: bool = False
+    task_params: list[Tensor] | None = None
 
 
 def _order(losses: Any, aggregator: Aggregator, name: str) -> list[Tensor]:
@@ -66,109 +76,40 @@ def _order(losses: Any, aggregator: Aggregator, name: str) -> list[Tensor]:
     return out
 
 
-_warned_fallback = False
-
-
-def _jacobian(losses: list[Tensor], params: list[Tensor], *, batched: bool, retain: bool) -> list[Tensor]:
-    """Per-objective gradients: one (m, *p.shape) tensor per parameter (zeros where unused)."""
-    global _warned_fallback
-    m = len(losses)
-    if not params:
-        return []
-    grads: Sequence[Tensor | None] | None = None
-    if batched:
-        out = torch.stack(losses)
-        eye = torch.eye(m, dtype=out.dtype, device=out.device)
-        try:
-            grads = torch.autograd.grad(
-                out, params, grad_outputs=eye, is_grads_batched=True, retain_graph=True, allow_unused=True
-            )
-        except RuntimeError as e:  # an op without a batching rule: fall back to one backward per loss
-            if not _warned_fallback:
-                warnings.warn(
-                    f"bilevel.moo.backward: batched Jacobian failed ({e}); using one backward per objective. "
-                    "Pass batched=False to skip the attempt.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                _warned_fallback = True
-            grads = None
-    if grads is not None:
-        rows: list[Tensor] = [
-            torch.zeros((m, *p.shape), dtype=p.dtype, device=p.device) if g is None else g
-            for g, p in zip(grads, params)
-        ]
-        return rows
-    per_loss = []
-    for i, loss in enumerate(losses):
-        gs = torch.autograd.grad(loss, params, retain_graph=retain or i < m - 1, allow_unused=True)
-        per_loss.append([torch.zeros_like(p) if g is None else g for g, p in zip(gs, params)])
-    return [torch.stack([per_loss[i][j] for i in range(m)]) for j in range(len(params))]
-
-
-def _lean_scoring(
+def _jacobians(
     L1: list[Tensor],
     L2: list[Tensor] | None,
     shared: list[Tensor],
-    layer_of: list[int],
-    selection: LayerSelection,
-    gram: Any,
+    plan: SelectionPlan | None,
+    selection: LayerSelection | None,
+    *,
     batched: bool,
-) -> tuple[list[int], list[Tensor], list[Tensor] | None]:
-    """Score layer by layer, keeping per-objective gradients only for layers that can still be selected.
-
-    Peak memory: the kept layers plus one layer, instead of every layer; cost: one batched backward per
-    layer (each stops at that layer), instead of one for all.
-    """
-    m = len(L1)
-    by_layer: dict[int, list[int]] = {}
-    for i, li in enumerate(layer_of):
-        by_layer.setdefault(li, []).append(i)
-    lg = torch.zeros(selection.n_layers(shared), m, m, dtype=torch.float64, device=L1[0].device)
-    kept: dict[int, tuple[list[Tensor], list[Tensor] | None]] = {}
-    key: dict[int, tuple[float, int]] = {}
-    for li, idxs in sorted(by_layer.items()):
-        ps = [shared[i] for i in idxs]
-        j1 = _jacobian(L1, ps, batched=batched, retain=True)
-        j2 = _jacobian(L2, ps, batched=batched, retain=True) if L2 is not None else None
-        all_reduce_mean_(j1 + (j2 or []))
-        jb = j1 if j2 is None else [0.5 * (a + b) for a, b in zip(j1, j2)]
-        for j in jb:
-            lg[li] += gram(j, j).to(torch.float64)
-        score = float(layer_scores(lg[li : li + 1])[0])
-        if selection.k is None:
-            if score < selection.threshold:
-                kept[li] = (j1, j2)
-        else:
-            kept[li] = (j1, j2)
-            key[li] = (score, li)
-            if len(kept) > selection.k:
-                drop = max(kept, key=lambda x: key[x])
-                del kept[drop]
-    selected = selection.update(lg)
-    if set(selected) != set(kept):  # cannot happen unless scores tie inconsistently; be safe
-        raise RuntimeError(f"lean scoring kept layers {sorted(kept)} but selected {selected}")
-    jac_idx = [i for i, li in enumerate(layer_of) if li in kept]
-    pos = {li: 0 for li in kept}
-    J1: list[Tensor] = []
-    J2: list[Tensor] | None = [] if L2 is not None else None
-    for i in jac_idx:
-        li = layer_of[i]
-        j1, j2 = kept[li]
-        J1.append(j1[pos[li]])
-        if J2 is not None and j2 is not None:
-            J2.append(j2[pos[li]])
-        pos[li] += 1
-    return jac_idx, J1, J2
-
-
-def _accumulate(p: Tensor, g: Tensor) -> None:
-    """Add ``g`` (a fresh tensor nobody else holds) into ``p.grad``."""
-    g = g.detach().to(p.dtype)
-    if p.grad is None:
-        p.grad = g
+    retain: bool,
+) -> tuple[Jacobians, list[int]]:
+    """Step (a), and the selection's update on a scoring step: the Jacobians and the positions (in
+    ``jac.index``) whose Gramians define the weights."""
+    if plan is not None and selection is not None and plan.scoring and selection.scoring == "lean":
+        jac = lean_jacobians(L1, L2, shared, plan, selection, batched=batched)
     else:
-        p.grad.add_(g)
+        jac = full_jacobians(L1, L2, shared, plan, batched=batched, retain=retain)
+    if plan is None or selection is None:
+        return jac, list(range(len(jac.index)))
+    if jac.layer_gramians is not None:
+        selection.update(jac.layer_gramians)
+    chosen = set(selection.selected or [])
+    if plan.scoring and selection.scoring == "lean" and chosen != {plan.layer_of[i] for i in jac.index}:
+        raise RuntimeError(f"lean scoring kept tensors {jac.index} but selected layers {sorted(chosen)}")
+    return jac, [pos for pos, i in enumerate(jac.index) if plan.layer_of[i] in chosen]
+
+
+def _mean_losses(L1: list[Tensor], L2: list[Tensor] | None) -> Tensor:
+    """The loss values (averaged over both batches and across ranks), for loss-normalised weights."""
+    lv = torch.stack([x.detach() for x in L1])
+    if L2 is not None:
+        lv = 0.5 * (lv + torch.stack([x.detach() for x in L2]))
+    lv = lv.clone()
+    all_reduce_mean_([lv])
+    return lv
 
 
 def backward(
@@ -193,8 +134,11 @@ def backward(
        aggregator turns it into weights w; the shared parameters' ``.grad`` receives
        :math:`\sum_i w_i g_i` (accumulated, like ``Tensor.backward``: call ``optimizer.zero_grad()``
        first).
-    4. ``task_params`` (heads) receive the gradient of :math:`\sum_i L_i`, i.e. each head its own loss's
-       gradient when heads are separate.
+    4. The task-specific parameters (heads) receive the gradient of :math:`\sum_i L_i`, i.e. each head
+       its own loss's gradient when heads are separate. Without ``task_params`` they are inferred, as
+       torchjd's ``mtl_backward`` does: every trainable leaf tensor the losses reach that is not among
+       the shared parameters (found by walking the autograd graph once). Pass ``task_params=[]`` to give
+       them nothing, or the list itself to skip the walk.
 
     Any ``torch.optim`` optimizer can then take the step.
 
@@ -203,7 +147,7 @@ def backward(
             a dict to its objectives).
         shared_params: the shared parameters θ (tensors or param-group dicts).
         aggregator: an :class:`~bilevel.moo.Aggregator` (MGDA, CAGrad, PCGrad, MoDo, a Recipe, ...).
-        task_params: task-specific parameters, disjoint from ``shared_params``.
+        task_params: task-specific parameters, disjoint from ``shared_params`` (default: inferred).
         second_losses: the same objectives on an independent batch (double sampling). The direction is
             then taken on :math:`\bar G = (G_1 + G_2)/2`; MoDo uses the cross-Gramian :math:`G_1G_2^\top`.
         selection: a :class:`~bilevel.moo.LayerSelection` (Objective Soups' layer selection).
@@ -211,7 +155,7 @@ def backward(
         batched: try the vmapped Jacobian first.
 
     Returns:
-        A :class:`BackwardResult` with the weights, the Gramian and the selection.
+        A :class:`BackwardResult` with the weights, the Gramian, the selection and the task parameters.
     """
     L1 = _order(losses, aggregator, "losses")
     m = len(L1)
@@ -221,119 +165,45 @@ def backward(
         if len(L2) != m:
             raise ValueError(f"second_losses has {len(L2)} losses but losses has {m}")
     shared = flat_params(param_groups(shared_params, name="shared_params"))
-    tasks = flat_params(param_groups(task_params, name="task_params", allow_empty=True))
-    check_disjoint(shared, tasks, "shared_params", "task_params")
-
-    layer_of: list[int] | None = None
-    scoring = False
-    jac_idx = list(range(len(shared)))
-    if selection is not None:
-        layer_of = selection.layer_index(shared)
-        scoring = selection.needs_scoring()
-        if not scoring:
-            chosen = set(selection.selected or [])
-            jac_idx = [i for i, li in enumerate(layer_of) if li in chosen]
-
-    def gram(a: Tensor, b: Tensor) -> Tensor:
-        return a.reshape(m, -1) @ b.reshape(m, -1).T
-
-    lean = scoring and selection is not None and selection.scoring == "lean"
-    if lean:
-        assert selection is not None and layer_of is not None
-        jac_idx, J1, J2 = _lean_scoring(L1, L2, shared, layer_of, selection, gram, batched)
-    rest_idx = sorted(set(range(len(shared))) - set(jac_idx))
-    apply_all = selection is None or selection.apply_to == "all"
-    others = "weighted" if apply_all else (selection.others if selection is not None else "none")
-    need_rest = bool(rest_idx) and others != "none"
-    later = need_rest or bool(tasks)
-
-    if not lean:
-        jac_params = [shared[i] for i in jac_idx]
-        retain1 = True if L2 is not None else later or retain_graph
-        J1 = _jacobian(L1, jac_params, batched=batched, retain=retain1)
-        J2 = (
-            _jacobian(L2, jac_params, batched=batched, retain=later or retain_graph)
-            if L2 is not None
-            else None
-        )
-        all_reduce_mean_(J1 + (J2 or []))
-    Jbar = J1 if J2 is None else [0.5 * (a + b) for a, b in zip(J1, J2)]
-
-    dtype = L1[0].dtype
-    device = L1[0].device
-    tensor_gram = [gram(j, j) for j in Jbar]
-    tensor_cross = [gram(a, b) for a, b in zip(J1, J2)] if J2 is not None else None
-
-    use = list(range(len(jac_idx)))  # positions (in jac_idx) whose Gramians define the weights
-    selected_layers: list[int] | None = None
-    if selection is not None and layer_of is not None:
-        if scoring and not lean:
-            n_layers = selection.n_layers(shared)
-            lg = torch.zeros(n_layers, m, m, dtype=torch.float64, device=device)
-            for pos, i in enumerate(jac_idx):
-                lg[layer_of[i]] += tensor_gram[pos].to(torch.float64)
-            selection.update(lg)
-        selected_layers = list(selection.selected or [])
-        chosen = set(selected_layers)
-        use = [pos for pos, i in enumerate(jac_idx) if layer_of[i] in chosen]
-
-    Q = torch.zeros(m, m, dtype=dtype, device=device)
-    for pos in use:
-        Q = Q + tensor_gram[pos].to(dtype)
-    C = None
-    if tensor_cross is not None:
-        C = torch.zeros(m, m, dtype=dtype, device=device)
-        for pos in use:
-            C = C + tensor_cross[pos].to(dtype)
-
-    if selection is not None and not use:
-        w = torch.full((m,), 1.0 / m, dtype=dtype, device=device)  # nothing conflicts: the mean gradient
-        aggregator.last_weights = w.clone()
+    if task_params is None:
+        tasks = reached_leaves(L1 + (L2 or []), exclude=shared)
     else:
-        lv = torch.stack([x.detach() for x in L1])
-        if L2 is not None:
-            lv = 0.5 * (lv + torch.stack([x.detach() for x in L2]))
-        lv = lv.clone()
-        all_reduce_mean_([lv])
-        w = aggregator.weights_from_gramian(Q, C, losses=lv).to(device=device, dtype=dtype)
+        tasks = flat_params(param_groups(task_params, name="task_params", allow_empty=True))
+        check_disjoint(shared, tasks, "shared_params", "task_params")
 
-    chosen_layers = set(selected_layers or [])
-    with torch.no_grad():
-        for pos, i in enumerate(jac_idx):
-            p = shared[i]
-            jb = Jbar[pos]
-            in_s = layer_of is None or layer_of[i] in chosen_layers
-            if in_s or apply_all:
-                _accumulate(p, torch.tensordot(w.to(jb.dtype), jb, dims=1))
-            elif others == "mean":
-                _accumulate(p, jb.mean(0))
-            elif others == "sum":
-                _accumulate(p, jb.sum(0))
+    plan = selection.plan(shared) if selection is not None else None
+    planned_rest = [] if plan is None else sorted(set(range(len(shared))) - set(plan.tensors))
+    later = bool(tasks) or (bool(planned_rest) and (selection is None or selection.writes_elsewhere))
+    jac, use = _jacobians(L1, L2, shared, plan, selection, batched=batched, retain=later or retain_graph)
+    rest = sorted(set(range(len(shared))) - set(jac.index))
 
+    # (b) the weights, from the Gramian of the selected tensors
+    dtype, device = L1[0].dtype, L1[0].device
+    Q, C = jac.gramian(use, dtype=dtype)
+    if selection is not None and not use:  # nothing conflicts: the mean gradient
+        w = torch.full((m,), 1.0 / m, dtype=dtype, device=device)
+    else:
+        w = aggregator.weights_from_gramian(Q, C, losses=_mean_losses(L1, L2)).to(device=device, dtype=dtype)
+
+    # (c) .grad: Σ w_i g_i on the selected tensors, the selection's choice elsewhere, Σ g_i on the heads
+    w_other = w if selection is None else selection.weights_elsewhere(w)
+    chosen = set(use)
+    for pos, (i, jb) in enumerate(zip(jac.index, jac.mean)):
+        coef = w if pos in chosen else w_other
+        if coef is not None:
+            write_combination_(shared[i], jb, coef)
     total = torch.stack(L1) if L2 is None else 0.5 * (torch.stack(L1) + torch.stack(L2))
-    if need_rest:
-        coef = {"weighted": w, "mean": torch.full_like(w, 1.0 / m), "sum": torch.ones_like(w)}[others]
-        rest = [shared[i] for i in rest_idx]
-        gs = torch.autograd.grad(
-            (coef.detach() * total).sum(), rest, retain_graph=bool(tasks) or retain_graph, allow_unused=True
-        )
-        gl = [torch.zeros_like(p) if g is None else g for g, p in zip(gs, rest)]
-        all_reduce_mean_(gl)
-        for p, g in zip(rest, gl):
-            _accumulate(p, g)
-    if tasks:
-        gs = torch.autograd.grad(total.sum(), tasks, retain_graph=retain_graph, allow_unused=True)
-        gl = [torch.zeros_like(p) if g is None else g for g, p in zip(gs, tasks)]
-        all_reduce_mean_(gl)
-        for p, g in zip(tasks, gl):
-            _accumulate(p, g)
+    if rest and w_other is not None:
+        backward_combination_(total, w_other, [shared[i] for i in rest], retain=bool(tasks) or retain_graph)
+    backward_combination_(total, torch.ones_like(w), tasks, retain=retain_graph)
 
     if selection is not None:
-        selection.steps += 1
+        selection.advance()
     return BackwardResult(
         weights=w.detach(),
         gramian=Q.detach(),
-        selected=selected_layers,
+        selected=None if selection is None else list(selection.selected or []),
         scores=None if selection is None or selection.scores is None else selection.scores.clone(),
-        scored=scoring,
+        scored=plan is not None and plan.scoring,
+        task_params=tasks,
     )

@@ -7,13 +7,15 @@ cosine of the objectives' gradients on that layer; layers scoring below τ (or t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from bilevel._checks import check_choice, check_int, check_real
+from bilevel.moo._base import check_state_keys
 
 APPLY_TO = ("all", "selected")
 OTHERS = ("mean", "sum", "none")
@@ -28,8 +30,12 @@ def layer_scores(gramians: Tensor) -> Tensor:
 
     A pair where either gradient is zero on that layer contributes a cosine of 0 (no information).
     """
+    if not isinstance(gramians, Tensor) or not gramians.is_floating_point():
+        raise TypeError(f"gramians must be a floating-point torch.Tensor, got {gramians!r:.80}")
     if gramians.dim() != 3 or gramians.shape[1] != gramians.shape[2] or gramians.shape[1] < 2:
         raise ValueError(f"gramians must have shape (layers, m, m) with m >= 2, got {tuple(gramians.shape)}")
+    if not bool(torch.isfinite(gramians).all()):
+        raise ValueError("gramians has non-finite entries (NaN or inf)")
     q = gramians.detach().to(torch.float64)
     n = q.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()
     den = n[:, :, None] * n[:, None, :]
@@ -40,9 +46,15 @@ def layer_scores(gramians: Tensor) -> Tensor:
 
 
 def select_layers(scores: Tensor, *, threshold: float = 0.0, k: int | None = None) -> list[int]:
-    """Indices of the conflicting layers: ``scores < threshold``, or the ``k`` lowest scores when k is set."""
+    """Indices of the conflicting layers: ``scores < threshold``, or the ``k`` lowest scores when k is set
+    (ties broken by the lower index)."""
+    if not isinstance(scores, Tensor) or not scores.is_floating_point():
+        raise TypeError(f"scores must be a floating-point torch.Tensor, got {scores!r:.80}")
     if scores.dim() != 1:
         raise ValueError(f"scores must be a vector, got shape {tuple(scores.shape)}")
+    if bool(torch.isnan(scores).any()):
+        raise ValueError("scores has NaN entries")
+    threshold = check_real(threshold, "threshold")
     if k is not None:
         k = min(check_int(k, "k", low=1), scores.numel())
         order = torch.argsort(scores.detach().cpu(), stable=True)
@@ -67,6 +79,24 @@ def group_by_module(module: nn.Module, *, prefix: str = "") -> list[list[Tensor]
     return groups
 
 
+@dataclass(frozen=True)
+class SelectionPlan:
+    """What one :func:`~bilevel.moo.backward` step needs from a :class:`LayerSelection`.
+
+    Attributes:
+        layer_of: the layer of every shared tensor.
+        n_layers: the number of layers.
+        scoring: whether this step re-scores the layers (it then needs every layer's per-objective
+            gradients).
+        tensors: indices of the shared tensors whose per-objective gradients this step needs.
+    """
+
+    layer_of: list[int]
+    n_layers: int
+    scoring: bool
+    tensors: list[int]
+
+
 class LayerSelection:
     r"""Configuration and state of layer selection for :func:`bilevel.moo.backward`.
 
@@ -85,7 +115,12 @@ class LayerSelection:
       the mean (``others="mean"``) or sum of the losses, or nothing (``others="none"``, the VM-MSP code,
       where an optimizer then skips them).
 
-    If no layer conflicts, S is empty and the weights are uniform (1/m): the mean gradient.
+    If no layer conflicts, S is empty and the weights are uniform (1/m): the mean gradient (the aggregator
+    is then not called, so its ``last_weights`` and state do not change).
+
+    The object owns the policy and its state: :meth:`plan` says what a step needs, :meth:`update` scores
+    and selects, :meth:`weights_elsewhere` says what unselected layers receive, and :meth:`advance` counts
+    the step (``steps``; set ``steps = 0`` to force a re-scoring at the next step).
 
     Args:
         threshold: τ; layers with score < τ are selected (default 0: negative mean cosine).
@@ -126,7 +161,46 @@ class LayerSelection:
         self.scores: Tensor | None = None
 
     def needs_scoring(self) -> bool:
+        """Whether the next step re-scores the layers."""
         return self.selected is None or self.steps % self.rescore_every == 0
+
+    def plan(self, params: Sequence[Tensor]) -> SelectionPlan:
+        """What the next step needs: the layers of ``params`` and which tensors' per-objective gradients."""
+        layer_of = self.layer_index(params)
+        scoring = self.needs_scoring()
+        chosen = set(self.selected or [])
+        tensors = [i for i, li in enumerate(layer_of) if scoring or li in chosen]
+        return SelectionPlan(layer_of, self.n_layers(params), scoring, tensors)
+
+    def still_selectable(self, scores: Mapping[int, float]) -> set[int]:
+        """Layers among those scored so far (``layer → score``) that the final selection may contain.
+
+        With a threshold, a layer's own score decides; with k, the k lowest so far (scoring more layers
+        only removes candidates), so streaming the layers through this keeps a superset of S.
+        """
+        ids = sorted(scores)
+        vec = torch.tensor([float(scores[i]) for i in ids], dtype=torch.float64)
+        return {ids[j] for j in select_layers(vec, threshold=self.threshold, k=self.k)} if ids else set()
+
+    def weights_elsewhere(self, w: Tensor) -> Tensor | None:
+        """The weights of the objectives' gradients on an unselected layer (``None``: no gradient)."""
+        if self.apply_to == "all":
+            return w
+        m = w.shape[0]
+        if self.others == "mean":
+            return torch.full_like(w, 1.0 / m)
+        if self.others == "sum":
+            return torch.ones_like(w)
+        return None
+
+    @property
+    def writes_elsewhere(self) -> bool:
+        """Whether unselected layers receive a gradient (see :meth:`weights_elsewhere`)."""
+        return self.apply_to == "all" or self.others != "none"
+
+    def advance(self) -> None:
+        """Count one step (the re-scoring period is measured in steps)."""
+        self.steps += 1
 
     def layer_index(self, params: Sequence[Tensor]) -> list[int]:
         """The layer of every tensor in ``params`` (validating that ``layers`` partitions them)."""
@@ -150,6 +224,10 @@ class LayerSelection:
 
     def update(self, layer_gramians: Tensor) -> list[int]:
         """Score the layers from their (L, m, m) Gramians and choose S."""
+        if self.layers is not None and layer_gramians.shape[0] != len(self.layers):
+            raise ValueError(
+                f"layer_gramians has {layer_gramians.shape[0]} layers, the selection {len(self.layers)}"
+            )
         self.scores = layer_scores(layer_gramians)
         self.selected = select_layers(self.scores, threshold=self.threshold, k=self.k)
         return self.selected
@@ -162,9 +240,16 @@ class LayerSelection:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.steps = int(state["steps"])
-        self.selected = None if state["selected"] is None else list(state["selected"])
-        self.scores = None if state["scores"] is None else state["scores"].clone()
+        state = check_state_keys(state, {"steps", "selected", "scores"}, "LayerSelection")
+        steps = check_int(state["steps"], "LayerSelection state 'steps'", low=0)
+        selected, scores = state["selected"], state["scores"]
+        if selected is not None:
+            selected = [check_int(i, "LayerSelection state 'selected'", low=0) for i in selected]
+        if scores is not None:
+            if not isinstance(scores, Tensor) or scores.dim() != 1 or not bool(torch.isfinite(scores).all()):
+                raise ValueError("LayerSelection state 'scores' must be a finite vector or None")
+            scores = scores.clone()
+        self.steps, self.selected, self.scores = steps, selected, scores
 
     def __repr__(self) -> str:
         sel = f"k={self.k}" if self.k is not None else f"threshold={self.threshold}"

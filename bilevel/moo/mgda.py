@@ -7,8 +7,8 @@ import torch
 from torch import Tensor
 
 from bilevel._checks import check_choice, check_real
-from bilevel.moo._base import Aggregator, check_gramian
-from bilevel.moo._simplex import min_norm_weights
+from bilevel.moo._base import Aggregator, check_gramian, check_losses_vector
+from bilevel.moo._simplex import _min_norm_weights
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
@@ -24,10 +24,21 @@ def mgda_weights(
     gradients. Zero scales are replaced by one.
 
     Returns weights on the Gramian's device and dtype. The solve is exact (Wolfe's active-set algorithm,
-    see :func:`bilevel.moo._simplex.min_norm_weights`; closed form for m = 2).
+    see :func:`bilevel.moo.min_norm_weights`; closed form for m = 2).
+
+    Raises:
+        ValueError: the Gramian is not a finite symmetric positive semidefinite (m, m) matrix with m ≥ 2,
+            an unknown normalization, missing, non-positive or mis-sized ``losses``, or ``tol`` ≤ 0.
     """
-    q = check_gramian(gramian).detach().to(device="cpu", dtype=torch.float64)
+    check_gramian(gramian)
     check_choice(normalization, "normalization", NORMALIZATIONS)
+    tol = check_real(tol, "tol", low=0.0, low_open=True)
+    return _mgda_weights(gramian, normalization, losses, tol)
+
+
+def _mgda_weights(gramian: Tensor, normalization: str, losses: Tensor | None, tol: float) -> Tensor:
+    """:func:`mgda_weights` on checked inputs."""
+    q = gramian.detach().to(device="cpu", dtype=torch.float64)
     m = q.shape[0]
     if normalization != "none":
         s = torch.ones(m, dtype=torch.float64)
@@ -36,15 +47,13 @@ def mgda_weights(
         if normalization in ("loss", "loss+"):
             if losses is None:
                 raise ValueError(f"normalization={normalization!r} needs the loss values (losses=...)")
-            lv = losses.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
-            if lv.numel() != m:
-                raise ValueError(f"losses has {lv.numel()} values but there are {m} objectives")
+            lv = check_losses_vector(losses, m)
             if bool((lv <= 0).any()):
                 raise ValueError(f"normalization={normalization!r} needs positive losses, got {lv.tolist()}")
             s = s * lv
         s = torch.where(s > 0, s, torch.ones_like(s))
         q = q / s[:, None] / s[None, :]
-    w = min_norm_weights(q, tol=tol)
+    w = _min_norm_weights(q, tol=tol)
     return w.to(device=gramian.device, dtype=gramian.dtype)
 
 
@@ -78,11 +87,8 @@ class MGDA(Aggregator):
         self.normalization = check_choice(normalization, "normalization", NORMALIZATIONS)
         self.tol = check_real(tol, "tol", low=0.0, low_open=True)
 
-    def weights_from_gramian(
-        self, gramian: Tensor, cross_gramian: Tensor | None = None, *, losses: Tensor | None = None
-    ) -> Tensor:
-        w = mgda_weights(gramian, normalization=self.normalization, losses=losses, tol=self.tol)
-        return self._record(w, gramian)
+    def compute_weights(self, gramian: Tensor, cross_gramian: Tensor | None, losses: Tensor | None) -> Tensor:
+        return _mgda_weights(gramian, self.normalization, losses, self.tol)
 
     def __repr__(self) -> str:
         return f"MGDA(normalization={self.normalization!r})"

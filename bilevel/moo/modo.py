@@ -7,9 +7,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bilevel._checks import check_choice, check_real
-from bilevel.moo._base import Aggregator, check_gramian
-from bilevel.moo._simplex import project_simplex
+from bilevel._checks import check_choice, check_int, check_real
+from bilevel.moo._base import Aggregator, check_gramian, check_simplex, check_state_keys
+from bilevel.moo._simplex import _project_simplex
 
 CENTERS = ("zero", "uniform")
 
@@ -25,15 +25,25 @@ def modo_step(
     of :math:`\tfrac12\|\nabla F^\top\lambda\|^2`; a single batch (:math:`G_1G_1^\top`) adds the gradient
     covariance and biases λ. ``center`` is the regulariser's anchor :math:`\lambda_c`: ``"zero"`` (MoDo
     paper, LibMTL) or ``"uniform"`` (1/m, the Objective Soups code).
+
+    Raises:
+        ValueError: ``cross_gramian`` is not a finite (m, m) matrix with m ≥ 2, ``lam`` is not a point of
+            the simplex Δ_m, γ ≤ 0, ρ < 0, or an unknown ``center``.
     """
-    M = check_gramian(cross_gramian, "cross_gramian", symmetric=False).detach()
+    M = check_gramian(cross_gramian, "cross_gramian", symmetric=False)
+    gamma = check_real(gamma, "gamma", low=0.0, low_open=True)
+    rho = check_real(rho, "rho", low=0.0)
     check_choice(center, "center", CENTERS)
+    return _modo_step(check_simplex(lam, "lam", size=M.shape[0]), M, gamma, rho, center)
+
+
+def _modo_step(lam: Tensor, cross_gramian: Tensor, gamma: float, rho: float, center: str) -> Tensor:
+    """:func:`modo_step` on checked inputs."""
+    M = cross_gramian.detach()
     m = M.shape[0]
     lam = lam.detach().to(device=M.device, dtype=M.dtype)
-    if lam.shape != (m,):
-        raise ValueError(f"lam must have shape ({m},), got {tuple(lam.shape)}")
     anchor = torch.full_like(lam, 1.0 / m) if center == "uniform" else torch.zeros_like(lam)
-    return project_simplex(lam - gamma * (M @ lam + rho * (lam - anchor)))
+    return _project_simplex(lam - gamma * (M @ lam + rho * (lam - anchor)))
 
 
 class MoDo(Aggregator):
@@ -71,9 +81,7 @@ class MoDo(Aggregator):
         self.lam: Tensor | None = None
         self.steps = 0
 
-    def weights_from_gramian(
-        self, gramian: Tensor, cross_gramian: Tensor | None = None, *, losses: Tensor | None = None
-    ) -> Tensor:
+    def compute_weights(self, gramian: Tensor, cross_gramian: Tensor | None, losses: Tensor | None) -> Tensor:
         M = cross_gramian if cross_gramian is not None else gramian
         m = M.shape[0]
         if self.lam is None:
@@ -82,16 +90,12 @@ class MoDo(Aggregator):
             raise ValueError(f"MoDo was used with {self.lam.numel()} objectives, now got {m}")
         else:
             lam = self.lam
-        new = modo_step(
-            lam,
-            M.detach().to(device="cpu", dtype=torch.float64),
-            gamma=self.gamma,
-            rho=self.rho,
-            center=self.center,
+        new = _modo_step(
+            lam, M.detach().to(device="cpu", dtype=torch.float64), self.gamma, self.rho, self.center
         )
         self.lam = new
         self.steps += 1
-        return self._record(new, M)
+        return new
 
     def reset(self) -> None:
         """Forget λ (the next call starts from uniform weights)."""
@@ -101,11 +105,18 @@ class MoDo(Aggregator):
         return {"lam": None if self.lam is None else self.lam.clone(), "steps": self.steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if set(state) != {"lam", "steps"}:
-            raise ValueError(f"MoDo.load_state_dict expects keys 'lam' and 'steps', got {sorted(state)}")
+        state = check_state_keys(state, {"lam", "steps"}, "MoDo")
         lam = state["lam"]
-        self.lam = None if lam is None else torch.as_tensor(lam, dtype=torch.float64).clone()
-        self.steps = int(state["steps"])
+        if lam is not None:
+            if not isinstance(lam, Tensor):
+                try:
+                    lam = torch.as_tensor(lam, dtype=torch.float64)
+                except (TypeError, ValueError, RuntimeError) as e:
+                    raise TypeError(f"MoDo state 'lam' must be a tensor of weights or None ({e})") from e
+            lam = check_simplex(lam, "MoDo state 'lam'").detach().to(torch.float64)
+        steps = check_int(state["steps"], "MoDo state 'steps'", low=0)
+        self.lam = None if lam is None else lam.clone()
+        self.steps = steps
 
     def __repr__(self) -> str:
         return f"MoDo(gamma={self.gamma}, rho={self.rho}, center={self.center!r})"

@@ -8,7 +8,9 @@ import torch
 from torch import Tensor
 
 from bilevel._checks import check_choice, check_int
-from bilevel.moo._base import Aggregator, check_gramian
+from bilevel.moo._base import Aggregator, check_gramian, check_state_keys
+
+REDUCTIONS = ("sum", "mean")
 
 
 def pcgrad_weights(
@@ -21,9 +23,24 @@ def pcgrad_weights(
     :math:`d = \sum_i g_i^{PC}` (``reduction="sum"``, as in the paper) or the mean. Every
     :math:`g_i^{PC}` stays in the span of the gradients, so tracking its coefficients is exact.
     One permutation per i is drawn from ``generator`` (CPU).
+
+    Raises:
+        ValueError: the Gramian is not a finite symmetric positive semidefinite (m, m) matrix with m ≥ 2,
+            or an unknown ``reduction``.
+        TypeError: ``generator`` is not a CPU ``torch.Generator``.
     """
-    check_choice(reduction, "reduction", ("sum", "mean"))
-    q = check_gramian(gramian).detach().to(device="cpu", dtype=torch.float64)
+    check_choice(reduction, "reduction", REDUCTIONS)
+    if generator is not None and (
+        not isinstance(generator, torch.Generator) or generator.device.type != "cpu"
+    ):
+        raise TypeError(f"generator must be a CPU torch.Generator or None, got {generator!r}")
+    check_gramian(gramian)
+    return _pcgrad_weights(gramian, generator, reduction)
+
+
+def _pcgrad_weights(gramian: Tensor, generator: torch.Generator | None, reduction: str) -> Tensor:
+    """:func:`pcgrad_weights` on checked inputs."""
+    q = gramian.detach().to(device="cpu", dtype=torch.float64)
     m = q.shape[0]
     Q = q.tolist()
     total = [0.0] * m
@@ -58,22 +75,23 @@ class PCGrad(Aggregator):
 
     def __init__(self, seed: int = 0, *, reduction: str = "sum") -> None:
         super().__init__()
-        self.reduction = check_choice(reduction, "reduction", ("sum", "mean"))
+        self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
         self.generator = torch.Generator().manual_seed(check_int(seed, "seed", low=0))
 
-    def weights_from_gramian(
-        self, gramian: Tensor, cross_gramian: Tensor | None = None, *, losses: Tensor | None = None
-    ) -> Tensor:
-        w = pcgrad_weights(gramian, generator=self.generator, reduction=self.reduction)
-        return self._record(w, gramian)
+    def compute_weights(self, gramian: Tensor, cross_gramian: Tensor | None, losses: Tensor | None) -> Tensor:
+        return _pcgrad_weights(gramian, self.generator, self.reduction)
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if set(state) != {"generator"}:
-            raise ValueError(f"PCGrad.load_state_dict expects the key 'generator', got {sorted(state)}")
-        self.generator.set_state(state["generator"])
+        gen = check_state_keys(state, {"generator"}, "PCGrad")["generator"]
+        if not isinstance(gen, Tensor) or gen.dtype != torch.uint8:
+            raise ValueError("PCGrad state 'generator' must be a uint8 tensor from Generator.get_state()")
+        try:
+            self.generator.set_state(gen)
+        except RuntimeError as e:
+            raise ValueError(f"PCGrad state 'generator' is not a valid CPU generator state ({e})") from e
 
     def __repr__(self) -> str:
         return f"PCGrad(reduction={self.reduction!r})"

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bilevel._checks import check_choice
-from bilevel.moo._base import Aggregator, check_gramian
+from bilevel._checks import check_choice, check_int, check_real
+from bilevel.moo._base import Aggregator, check_state_keys
 from bilevel.schedules import Schedule, as_schedule
 
 
@@ -60,7 +60,9 @@ class Recipe(Aggregator):
     Args:
         levels: objective names per level, top level first; names must be unique.
         aggregators: one per level (``None``: mean of the level's gradients); default all ``None``.
-        penalties: L − 1 schedules (or floats) joining consecutive levels.
+        penalties: L − 1 schedules (or floats ≥ 0) joining consecutive levels. A penalty weights the
+            levels below it, so it must be non-negative (a negative one would ascend them): floats are
+            checked here, schedules whenever they are evaluated.
         per: ``"step"`` or ``"epoch"``.
     """
 
@@ -94,6 +96,9 @@ class Recipe(Aggregator):
             raise ValueError(
                 f"penalties needs {len(self.levels) - 1} schedules (one per level below the top)"
             )
+        for i, p in enumerate(penalties):
+            if isinstance(p, (int, float)):
+                check_real(p, f"penalties[{i}]", low=0.0)
         self.penalties: list[Schedule] = [as_schedule(p, f"penalties[{i}]") for i, p in enumerate(penalties)]
         self.per = check_choice(per, "per", ("step", "epoch"))
         self.counter = 0
@@ -104,18 +109,17 @@ class Recipe(Aggregator):
 
     def level_weights(self, k: int | None = None) -> list[float]:
         """The penalty product in front of each level at counter k (default: the current counter)."""
-        k = self.counter if k is None else k
+        k = self.counter if k is None else check_int(k, "k", low=0)
         out, acc = [1.0], 1.0
-        for s in self.penalties:
-            acc *= float(s(k))
+        for i, s in enumerate(self.penalties):
+            value = s(k)
+            acc *= check_real(value, f"penalties[{i}] at k={k}", low=0.0)
             out.append(acc)
         return out
 
-    def weights_from_gramian(
-        self, gramian: Tensor, cross_gramian: Tensor | None = None, *, losses: Tensor | None = None
-    ) -> Tensor:
+    def compute_weights(self, gramian: Tensor, cross_gramian: Tensor | None, losses: Tensor | None) -> Tensor:
         m = len(self.objectives)
-        Q = check_gramian(gramian)
+        Q = gramian
         if Q.shape[0] != m:
             raise ValueError(f"the recipe has {m} objectives but the Gramian is {Q.shape[0]}×{Q.shape[0]}")
         w = torch.zeros(m, dtype=Q.dtype, device=Q.device)
@@ -134,7 +138,7 @@ class Recipe(Aggregator):
             start += len(lv)
         if self.per == "step":
             self.counter += 1
-        return self._record(w, Q)
+        return w
 
     def end_epoch(self) -> None:
         """Advance the penalty counter (``per="epoch"``)."""
@@ -147,10 +151,18 @@ class Recipe(Aggregator):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.counter = int(state["counter"])
-        for a, s in zip(self.aggregators, state["aggregators"]):
+        state = check_state_keys(state, {"counter", "aggregators"}, "Recipe")
+        counter = check_int(state["counter"], "Recipe state 'counter'", low=0)
+        subs = state["aggregators"]
+        if not isinstance(subs, (list, tuple)) or len(subs) != len(self.aggregators):
+            raise ValueError(f"Recipe state 'aggregators' must be a list of {len(self.aggregators)} entries")
+        for i, (a, s) in enumerate(zip(self.aggregators, subs)):
+            if (a is None) != (s is None):
+                raise ValueError(f"Recipe state 'aggregators'[{i}] does not match level {self.levels[i]}")
+        for a, s in zip(self.aggregators, subs):
             if a is not None:
                 a.load_state_dict(s)
+        self.counter = counter
 
     def __repr__(self) -> str:
         return f"Recipe(levels={self.levels}, aggregators={self.aggregators}, per={self.per!r})"

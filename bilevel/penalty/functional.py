@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bilevel._autograd import add_optional, exchanged, grads
 from bilevel._checks import check_loss, check_real
 from bilevel._distributed import all_reduce_mean_
 
@@ -49,30 +50,6 @@ def step_scale(gamma: float) -> float:
     return 1.0 if gamma <= 1.0 else 1.0 / gamma
 
 
-@contextmanager
-def exchanged(params: Sequence[Tensor], values: Sequence[Tensor]) -> Iterator[None]:
-    """Within the block ``params[i]`` *is backed by the storage of* ``values[i]`` (no copies).
-
-    Unlike :func:`bilevel._swap.swapped` nothing is copied: the ``.data`` pointers are exchanged and
-    restored on exit, so in-place updates of a parameter inside the block update ``values[i]``. Any
-    autograd graph built inside the block must be differentiated inside the block.
-    """
-    saved = [p.data for p in params]
-    for p, v in zip(params, values):
-        if p.shape != v.shape or p.dtype != v.dtype or p.device != v.device:
-            raise ValueError(
-                f"exchanged: value {tuple(v.shape)}/{v.dtype}/{v.device} for a parameter "
-                f"{tuple(p.shape)}/{p.dtype}/{p.device}"
-            )
-    try:
-        for p, v in zip(params, values):
-            p.data = v
-        yield
-    finally:
-        for p, s in zip(params, saved):
-            p.data = s
-
-
 def _scalar(loss: object, name: str, check_finite: bool) -> Tensor:
     """``check_loss`` without its device sync when ``check_finite`` is false (the caller checks later)."""
     if check_finite:
@@ -84,20 +61,6 @@ def _scalar(loss: object, name: str, check_finite: bool) -> Tensor:
     return loss.reshape(())
 
 
-def _grads(loss: Tensor, params: Sequence[Tensor], *, create_graph: bool = False) -> list[Tensor | None]:
-    if not params:
-        return []
-    return list(torch.autograd.grad(loss, list(params), allow_unused=True, create_graph=create_graph))
-
-
-def _add(a: Tensor | None, b: Tensor | None, alpha: float = 1.0) -> Tensor | None:
-    if b is None:
-        return a
-    if a is None:
-        return b if alpha == 1.0 else b * alpha
-    return a.add(b, alpha=alpha)
-
-
 def inner_steps_(
     omega: Sequence[Tensor],
     lower: Sequence[Tensor],
@@ -107,6 +70,7 @@ def inner_steps_(
     lr: float,
     loss_scale: float = 1.0,
     check_finite: bool = True,
+    weight: float | None = None,
 ) -> int:
     r"""Advance ``omega`` in place by ``steps`` gradient steps on :math:`g(x, \cdot)` of size ``lr``.
 
@@ -114,14 +78,17 @@ def inner_steps_(
     ``loss_scale`` (a GradScaler's scale) multiplies the loss before differentiation and divides the
     gradient after; a step whose gradient is not finite is skipped. Returns the number of skipped steps.
     ``check_finite=False`` skips the per-step finiteness check of the loss (one device sync each).
+    ``weight`` is this rank's weight in the cross-rank average of the gradients (its local batch size
+    when the shards are unequal; ``None``: equal weights). A ``lower_loss`` that does not depend on the
+    lower parameters raises a ``ValueError``.
     """
     skipped = 0
     with exchanged(lower, omega):
         for _ in range(steps):
             g = _scalar(lower_loss(), "lower_loss", check_finite)
-            grads = _grads(g * loss_scale if loss_scale != 1.0 else g, lower)
-            all_reduce_mean_(grads)
-            present = [(w, gr) for w, gr in zip(omega, grads) if gr is not None]
+            gs = grads(g * loss_scale if loss_scale != 1.0 else g, lower, name="lower_loss")
+            all_reduce_mean_(gs, weight)
+            present = [(w, gr) for w, gr in zip(omega, gs) if gr is not None]
             if loss_scale != 1.0:
                 if not all(bool(torch.isfinite(gr).all()) for _, gr in present):
                     skipped += 1
@@ -150,7 +117,7 @@ def value_function(
             with torch.no_grad():
                 return _scalar(lower_loss(), "lower_loss", check_finite).detach(), []
         v = _scalar(lower_loss(), "lower_loss", check_finite)
-        return v.detach(), _grads(v, upper)
+        return v.detach(), grads(v, upper)
 
 
 @contextmanager
@@ -232,6 +199,7 @@ def penalty_grads(
     scale: float = 1.0,
     loss_scale: float = 1.0,
     check_finite: bool = True,
+    weight: float | None = None,
 ) -> PenaltyGrads:
     r"""Gradients of :math:`c\,F_\gamma` with respect to the upper and lower parameters.
 
@@ -246,7 +214,8 @@ def penalty_grads(
     ``penalty="gradient"`` the penalty is :math:`p = \lVert\nabla_y g\rVert^2`, differentiated through
     (double backward). ``c`` is ``scale`` (e.g. :func:`step_scale`). The gradients are multiplied by
     ``loss_scale`` (a GradScaler's scale; the caller unscales) and averaged across ranks when
-    ``torch.distributed`` is initialised.
+    ``torch.distributed`` is initialised (weighted by ``weight``, this rank's local batch size, when the
+    shards are unequal; see :func:`inner_steps_`).
     ``check_finite=False`` leaves the finiteness check of the losses to the caller (saves device syncs).
     """
     if penalty not in PENALTIES:
@@ -262,23 +231,23 @@ def penalty_grads(
             v = v.detach()
         else:
             total = f + g * gamma
-        grads = _grads(total * k if k != 1.0 else total, params)
+        gs = grads(total * k if k != 1.0 else total, params, name="upper_loss + gamma * lower_loss")
         if v_grads is not None:
             for i, vg in enumerate(v_grads):
-                grads[i] = _add(grads[i], vg, alpha=-gamma * k)
+                gs[i] = add_optional(gs[i], vg, alpha=-gamma * k)
         gap = None if v is None else (g.detach() - v)
     else:
-        gy = [t for t in _grads(g, lower, create_graph=True) if t is not None]
+        gy = [t for t in grads(g, lower, create_graph=True) if t is not None]
         # ‖mean_r ∇_y g_r‖² has gradient 2·mean_r(H_r)ᵀ ḡ: differentiate ⟨∇_y g, 2ḡ⟩ with ḡ the
         # (rank-averaged) detached gradient, then average -- exact under data parallelism too.
         gbar = [t.detach().clone() for t in gy]
-        all_reduce_mean_(gbar)
+        all_reduce_mean_(gbar, weight)
         p_val = sum((t * t).sum() for t in gbar) if gbar else torch.zeros((), dtype=g.dtype, device=g.device)
         zero = torch.zeros((), dtype=f.dtype, device=f.device)
         surrogate = sum((2.0 * (t * b).sum() for t, b in zip(gy, gbar)), zero)
         total = f + surrogate * gamma
-        grads = _grads(total * k if k != 1.0 else total, params)
+        gs = grads(total * k if k != 1.0 else total, params, name="upper_loss + gamma * penalty")
         gap = torch.as_tensor(p_val).detach()
-    all_reduce_mean_(grads)
+    all_reduce_mean_(gs, weight)
     n_up = len(upper)
-    return PenaltyGrads(grads[:n_up], grads[n_up:], f.detach(), g.detach(), gap)
+    return PenaltyGrads(gs[:n_up], gs[n_up:], f.detach(), g.detach(), gap)

@@ -3,54 +3,39 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from bilevel._autograd import needs_safe_norm, norm, safe_norm, stat_dtype
 from bilevel._checks import check_choice, check_int, check_real
+from bilevel._distributed import check_weight
+from bilevel._levels import (
+    OptimizerFactory,
+    build,
+    check_factory,
+    check_group_values,
+    check_max_norm,
+    clip_,
+    warn_inner_lr_default,
+)
 from bilevel._params import ParamsT, check_disjoint, copy_values, flat_params, param_groups
 from bilevel.penalty.functional import (
     PENALTIES,
     Closure,
+    PenaltyGrads,
     inner_steps_,
     penalty_grads,
     step_scale,
     value_estimate,
 )
-from bilevel.penalty.stats import PenaltyStats
+from bilevel.penalty.stats import Measured, PenaltyStats
 from bilevel.schedules import Schedule, as_schedule
 
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
-"""Builds a ``torch.optim`` optimizer from param groups and keyword arguments, e.g. ``torch.optim.Adam``
-or ``functools.partial(torch.optim.AdamW, weight_decay=0.01)``."""
-
 GAMMA_UNITS = ("step", "epoch")
-
-
-def _stat_dtype(device: torch.device) -> torch.dtype:
-    return torch.float32 if device.type == "mps" else torch.float64
-
-
-def _norm(grads: list[Tensor | None], like: Tensor) -> Tensor:
-    """‖grads‖₂ as a 0-dim tensor on the device (no sync): per-tensor norms in the gradient's own precision
-    (an upcast copy of a large tensor is slow), batched into one kernel where torch offers it, combined in
-    float64."""
-    dt = _stat_dtype(like.device)
-    present = [g.detach() for g in grads if g is not None]
-    present = [g if g.dtype in (torch.float32, torch.float64) else g.float() for g in present]
-    if not present:
-        return torch.zeros((), device=like.device, dtype=dt)
-    if len(present) == 1:
-        return torch.linalg.vector_norm(present[0]).to(dt)
-    foreach_norm = getattr(torch, "_foreach_norm", None)
-    same_kind = len({(g.device, g.dtype) for g in present}) == 1
-    if foreach_norm is not None and same_kind:
-        norms = list(foreach_norm(present))
-    else:
-        norms = [torch.linalg.vector_norm(g) for g in present]
-    return torch.linalg.vector_norm(torch.stack(norms).to(dt))
+LEVELS = ("upper", "lower")
 
 
 class PenaltyBGD(torch.optim.Optimizer):
@@ -77,11 +62,14 @@ class PenaltyBGD(torch.optim.Optimizer):
     through by double backward; no :math:`\omega` is kept.
 
     It is a :class:`torch.optim.Optimizer`: ``param_groups`` lists the upper groups then the lower groups
-    (shared with the per-level optimizers, so LR schedulers work), ``zero_grad`` and
+    (shared with the per-level optimizers, so every ``torch.optim.lr_scheduler`` scheduler works;
+    ``defaults`` are the level optimizers' defaults, so ``OneCycleLR``/``CyclicLR`` find ``momentum`` or
+    ``betas``), :meth:`add_param_group` adds a group to one level, ``zero_grad`` and
     ``state_dict``/``load_state_dict`` round-trip exactly (the step and epoch counters,
     :math:`\omega` and both levels' optimizer states). When ``torch.distributed`` is initialised every
     gradient it computes is averaged across ranks (do not wrap the model in DDP, or call ``step`` under
-    ``no_sync()``).
+    ``no_sync()``); with unequal shards pass ``step(..., batch_size=local_batch_size)`` so that the
+    average is the gradient of the global-batch mean.
 
     Args:
         upper_params: ``x``: tensors or param-group dicts; may be empty (pure BL-JUST on one model).
@@ -90,7 +78,8 @@ class PenaltyBGD(torch.optim.Optimizer):
         gamma: γ ≥ 0, a float or a schedule ``k -> γ_k`` such as :class:`bilevel.LinearRamp`
             (the official code ramps γ linearly from 0).
         inner_steps: gradient steps on :math:`\omega` per step (0: v treated as constant).
-        inner_lr: step size of the inner steps (default ``lr``).
+        inner_lr: step size of the inner steps, which are plain gradient steps (default ``lr``; a warning
+            is given when the level optimizers are not plain SGD, as an Adam ``lr`` is no plain step size).
         penalty: ``"value"`` (g − v, V-PBGD) or ``"gradient"`` (‖∇_y g‖², G-PBGD).
         scale_steps: multiply both gradients by :math:`\min(1, 1/\gamma)` (keeps a step tuned at γ ≤ 1 stable
             for large γ, since the smoothness constant grows like :math:`L_f + \gamma L_g`).
@@ -99,11 +88,17 @@ class PenaltyBGD(torch.optim.Optimizer):
         check_finite: validate every step (one device sync): a non-finite loss or gradient raises a
             ``ValueError`` and leaves the parameters unchanged. ``False`` never waits for the device (useful
             on GPUs with small models); the stats are then read lazily and non-finite values propagate.
-        optimizer: factory of both levels' optimizers, called as
-            ``optimizer(groups, lr=lr, **optimizer_kwargs)``
-            (default ``torch.optim.SGD``: plain gradient steps of size ``lr``).
+        max_grad_norm: clip each level's gradient :math:`c\nabla F_\gamma` to this norm before its optimizer
+            steps (as ``torch.nn.utils.clip_grad_norm_`` per level): a float for both levels, or a mapping
+            such as ``{"lower": 1.0}`` for one (``None``: no clipping). The stats report the norms before
+            clipping.
+        optimizer: the torch optimizer that drives both levels: a ``torch.optim.Optimizer`` class or a
+            factory such as ``functools.partial(torch.optim.AdamW, weight_decay=0.01)``, called as
+            ``optimizer(groups, lr=lr, **optimizer_kwargs)`` (default ``torch.optim.SGD``: plain gradient
+            steps of size ``lr``). :class:`~bilevel.Equilibrium` takes the same two arguments.
         optimizer_kwargs: extra keyword arguments for ``optimizer``.
-        upper_optimizer, lower_optimizer: per-level factories overriding ``optimizer`` (called the same way).
+        upper_optimizer: the upper level's factory, overriding ``optimizer`` (called the same way).
+        lower_optimizer: the lower level's factory, overriding ``optimizer`` (called the same way).
 
     Example:
         >>> opt = PenaltyBGD(head.parameters(), body.parameters(), lr=0.1,
@@ -124,6 +119,7 @@ class PenaltyBGD(torch.optim.Optimizer):
         scale_steps: bool = True,
         gamma_per: str = "step",
         check_finite: bool = True,
+        max_grad_norm: float | Mapping[str, float | None] | None = None,
         optimizer: OptimizerFactory | None = None,
         optimizer_kwargs: dict[str, Any] | None = None,
         upper_optimizer: OptimizerFactory | None = None,
@@ -132,9 +128,9 @@ class PenaltyBGD(torch.optim.Optimizer):
         lr = check_real(lr, "lr", low=0.0)
         upper_groups = param_groups(upper_params, name="upper_params", allow_empty=True)
         lower_groups = param_groups(lower_params, name="lower_params")
-        self._upper = flat_params(upper_groups)
-        self._lower = flat_params(lower_groups)
-        check_disjoint(self._upper, self._lower, "upper_params", "lower_params")
+        check_group_values(upper_groups, ("lr",), "upper_params")
+        check_group_values(lower_groups, ("lr",), "lower_params")
+        check_disjoint(flat_params(upper_groups), flat_params(lower_groups), "upper_params", "lower_params")
         self.gamma = as_schedule(gamma, "gamma")
         check_real(self.gamma(0), "gamma", low=0.0)
         self.inner_steps = check_int(inner_steps, "inner_steps", low=0)
@@ -147,24 +143,27 @@ class PenaltyBGD(torch.optim.Optimizer):
         if not isinstance(check_finite, bool):
             raise TypeError(f"check_finite must be a bool, got {type(check_finite).__name__}")
         self.check_finite = check_finite
-        kwargs = {"lr": lr, **(optimizer_kwargs or {})}
-        base = optimizer if optimizer is not None else torch.optim.SGD
-        for name, fac in (
-            ("optimizer", base),
-            ("upper_optimizer", upper_optimizer),
-            ("lower_optimizer", lower_optimizer),
-        ):
-            if fac is not None and not callable(fac):
-                raise TypeError(f"{name} must be an optimizer class or factory, got {type(fac).__name__}")
-        self.upper_optimizer = (upper_optimizer or base)(upper_groups, **kwargs) if upper_groups else None
-        self.lower_optimizer = (lower_optimizer or base)(lower_groups, **kwargs)
-        for name, o in (("upper_optimizer", self.upper_optimizer), ("lower_optimizer", self.lower_optimizer)):
-            if o is not None and not isinstance(o, torch.optim.Optimizer):
-                raise TypeError(
-                    f"{name} factory returned {type(o).__name__}, expected a torch.optim.Optimizer"
-                )
+        self.max_grad_norm = check_max_norm(max_grad_norm, "max_grad_norm", LEVELS)
+        if optimizer_kwargs is not None and not isinstance(optimizer_kwargs, Mapping):
+            raise TypeError(f"optimizer_kwargs must be a dict, got {type(optimizer_kwargs).__name__}")
+        self._kwargs: dict[str, Any] = {"lr": lr, **(optimizer_kwargs or {})}
+        base = check_factory(optimizer, "optimizer") or torch.optim.SGD
+        self._factories: dict[str, OptimizerFactory] = {
+            "upper": check_factory(upper_optimizer, "upper_optimizer") or base,
+            "lower": check_factory(lower_optimizer, "lower_optimizer") or base,
+        }
+        self.upper_optimizer: torch.optim.Optimizer | None = (
+            build(self._factories["upper"], upper_groups, self._kwargs, "upper_optimizer")
+            if upper_groups
+            else None
+        )
+        self.lower_optimizer: torch.optim.Optimizer = build(
+            self._factories["lower"], lower_groups, self._kwargs, "lower_optimizer"
+        )
+        if inner_lr is None and self.penalty == "value" and self.inner_steps > 0:
+            warn_inner_lr_default(self._levels(), lr, "PenaltyBGD")
         self._ready = False
-        super().__init__([*self._upper, *self._lower], {"lr": lr})
+        super().__init__([*flat_params(upper_groups), *flat_params(lower_groups)], {"lr": lr})
         self._ready = True
         self._link_groups()
         self._step = 0
@@ -177,14 +176,51 @@ class PenaltyBGD(torch.optim.Optimizer):
 
     def _link_groups(self) -> None:
         self.param_groups = [grp for o in self._levels() for grp in o.param_groups]
+        self._upper = [] if self.upper_optimizer is None else flat_params(self.upper_optimizer.param_groups)
+        self._lower = flat_params(self.lower_optimizer.param_groups)
+        # torch's schedulers read `defaults` (OneCycleLR/CyclicLR look for momentum or betas there)
+        self.defaults = dict(self.upper_optimizer.defaults) if self.upper_optimizer is not None else {}
+        self.defaults.update(self.lower_optimizer.defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        if getattr(self, "_ready", False):
-            raise NotImplementedError(
-                "PenaltyBGD cannot add param groups after construction; "
-                "pass them as upper_params/lower_params"
-            )
-        super().add_param_group(param_group)
+    def add_param_group(self, param_group: dict[str, Any], level: str | None = None) -> None:
+        """Add a param group to one level, as ``torch.optim.Optimizer.add_param_group`` does.
+
+        The group's missing options come from that level's optimizer (built with this optimizer's
+        ``lr``), so a group without ``lr`` steps with ``lr``. ``level`` (``"upper"`` or ``"lower"``) may
+        also be given as a ``"level"`` entry of the group; it may be omitted only when there are no upper
+        parameters. New lower parameters join ω at their current values.
+        """
+        if not getattr(self, "_ready", False):  # during torch.optim.Optimizer.__init__
+            super().add_param_group(param_group)
+            return
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        group = dict(param_group)
+        entry = group.pop("level", None)
+        if level is not None and entry is not None and level != entry:
+            raise ValueError(f"level={level!r} contradicts the group's 'level' entry {entry!r}")
+        level = level if level is not None else entry
+        if level is None:
+            if self.upper_optimizer is not None:
+                raise ValueError(
+                    "add_param_group needs level='upper' or level='lower' (this PenaltyBGD has both levels)"
+                )
+            level = "lower"
+        level = check_choice(level, "level", LEVELS)
+        (group,) = param_groups([group], name="param_group")
+        check_group_values([group], ("lr",), "param_group")
+        check_disjoint([*self._upper, *self._lower], group["params"], "this optimizer", "param_group")
+        if level == "upper":
+            if self.upper_optimizer is None:
+                fac = self._factories["upper"]
+                self.upper_optimizer = build(fac, [group], self._kwargs, "upper_optimizer")
+            else:
+                self.upper_optimizer.add_param_group(group)
+        else:
+            self.lower_optimizer.add_param_group(group)
+            if self._omega is not None:
+                self._omega.extend(copy_values(group["params"]))
+        self._link_groups()
 
     @property
     def step_count(self) -> int:
@@ -211,7 +247,13 @@ class PenaltyBGD(torch.optim.Optimizer):
         self._epoch += 1
 
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        """Counters, ω and both levels' optimizer states (LR schedulers keep their own)."""
+        """Counters, ω and both levels' optimizer states (LR schedulers keep their own).
+
+        As ``torch.optim.Optimizer.state_dict``, the levels' state tensors (momentum buffers, Adam
+        moments) are *references* to the live state, not copies: ``torch.save`` the result or
+        ``copy.deepcopy`` it before stepping again if it is kept in memory. ω is copied. Loading a saved
+        (or deep-copied) state dict continues the run bit for bit.
+        """
         return {
             "step": self._step,
             "epoch": self._epoch,
@@ -246,26 +288,35 @@ class PenaltyBGD(torch.optim.Optimizer):
         for p, g in zip(params, grads):
             p.grad = None if g is None else g.detach().to(p.dtype)
 
-    def _validate(self, vals: list[float], has_v: bool, use_scaler: bool) -> None:
-        f, g, _, nu, nl, v = vals
-        for value, name in ((f, "upper_loss"), (g, "lower_loss")):
-            if not math.isfinite(value):
-                raise ValueError(f"{name} returned a non-finite loss ({value}); parameters left unchanged")
-        if has_v and not math.isfinite(v):
+    def _validate(
+        self, vals: Measured, pg: PenaltyGrads, denom: float, *, has_v: bool, use_scaler: bool
+    ) -> None:
+        """Raise before anything changes if a loss or the gradient is not finite (reads ``vals`` by name)."""
+        for key, name in (("f", "upper_loss"), ("g", "lower_loss")):
+            if not math.isfinite(vals[key]):
+                raise ValueError(f"{name} returned a non-finite loss ({vals[key]}); parameters unchanged")
+        if has_v and not math.isfinite(vals["v"]):
             self._omega = None  # restart the inner copy from the lower parameters next time
             raise ValueError(
-                f"lower_loss returned a non-finite loss ({v}) at the inner copy ω (is inner_lr too large?); "
-                "ω was reset to the lower parameters, which are left unchanged"
+                f"lower_loss returned a non-finite loss ({vals['v']}) at the inner copy ω (is inner_lr too "
+                "large?); ω was reset to the lower parameters, which are left unchanged"
             )
-        if not use_scaler and not (math.isfinite(nu) and math.isfinite(nl)):
+        for key, grads in (("upper_grad_norm", pg.upper), ("lower_grad_norm", pg.lower)):
+            if needs_safe_norm(vals[key] * denom, grads):  # float32 squares over/underflow: re-measure
+                vals.set(key, float(safe_norm(grads, pg.f)) / denom)
+        if not use_scaler and not (
+            math.isfinite(vals["upper_grad_norm"]) and math.isfinite(vals["lower_grad_norm"])
+        ):
             raise ValueError("the penalised gradient is not finite; parameters left unchanged")
 
+    @torch.enable_grad()  # the closures are differentiated, also when called under torch.no_grad()
     def step(  # type: ignore[override]
         self,
         upper_loss: Closure | None = None,
         lower_loss: Closure | None = None,
         *,
         grad_scaler: torch.amp.GradScaler | None = None,
+        batch_size: float | None = None,
     ) -> PenaltyStats:
         """Take one penalised step; returns :class:`PenaltyStats` measured before the update.
 
@@ -275,9 +326,15 @@ class PenaltyBGD(torch.optim.Optimizer):
                 backed by ω while the inner steps run.
             grad_scaler: an enabled ``torch.amp.GradScaler`` scales the losses, unscales the gradients,
                 skips the update when they are not finite and is updated (``grad_scaler.update()``) here.
+            batch_size: under ``torch.distributed``, this rank's local batch size: gradients are averaged
+                across ranks weighted by it, which makes a step on unequal shards (losses that are means
+                over the local batch) equal to a step on the whole batch in one process. ``None``: equal
+                weights (exact only when every rank holds the same number of examples).
         """
         if not callable(upper_loss) or not callable(lower_loss):
             raise TypeError("PenaltyBGD.step needs two closures: step(upper_loss=..., lower_loss=...)")
+        weight = check_weight(batch_size, "batch_size")
+        check_group_values(self.param_groups, ("lr",), "param_groups")
         gamma = self.current_gamma()
         c = step_scale(gamma) if self.scale_steps else 1.0
         for p in (*self._upper, *self._lower):  # overwritten below; freeing them first lets memory be reused
@@ -298,6 +355,7 @@ class PenaltyBGD(torch.optim.Optimizer):
                 lr=self.inner_lr,
                 loss_scale=loss_scale,
                 check_finite=False,
+                weight=weight,
             )
             v = value_estimate(self._upper, self._lower, lower_loss, self._omega, check_finite=False)
         pg = penalty_grads(
@@ -311,25 +369,31 @@ class PenaltyBGD(torch.optim.Optimizer):
             scale=c,
             loss_scale=loss_scale,
             check_finite=False,
+            weight=weight,
         )
         denom = c * loss_scale
-        sdt = _stat_dtype(pg.f.device)
         ldt = torch.promote_types(pg.f.dtype, pg.g.dtype)  # same-dtype casts below are free (no kernel)
         f_l, g_l = pg.f.to(ldt), pg.g.to(ldt)
-        zero = f_l.new_zeros(())
-        gap = zero if pg.gap is None else pg.gap.to(ldt)
-        v_val = g_l - gap if (pg.gap is not None and v is not None) else zero
-        on_device = torch.cat(  # [f, g, gap, ‖∇_x F‖, ‖∇_y F‖, v]
-            [
-                torch.stack([f_l, g_l, gap]).to(sdt),
-                torch.stack([_norm(pg.upper, pg.f), _norm(pg.lower, pg.f)]) / denom,
-                v_val.to(sdt).reshape(1),
-            ]
+        gap = f_l.new_zeros(()) if pg.gap is None else pg.gap.to(ldt)
+        upper_norm, lower_norm = norm(pg.upper, pg.f), norm(pg.lower, pg.f)
+        vals = Measured(
+            {
+                "f": f_l,
+                "g": g_l,
+                "gap": gap,
+                "upper_grad_norm": upper_norm / denom,
+                "lower_grad_norm": lower_norm / denom,
+                "v": g_l - gap if (pg.gap is not None and v is not None) else f_l.new_zeros(()),
+            },
+            stat_dtype(pg.f.device),
         )
-        vals: Tensor | list[float] = on_device
         if self.check_finite:  # the one device sync of a step: validate before anything changes
-            vals = on_device.tolist()
-            self._validate(vals, v is not None, use_scaler)
+            self._validate(vals, pg, denom, has_v=v is not None, use_scaler=use_scaler)
+        for level, grads, dev_norm in (("upper", pg.upper, upper_norm), ("lower", pg.lower, lower_norm)):
+            max_norm = self.max_grad_norm[level]
+            if max_norm is not None:  # clip c·∇F (what the level optimizer sees after unscaling)
+                applied = vals[f"{level}_grad_norm"] * c if self.check_finite else dev_norm / loss_scale
+                clip_(grads, applied, max_norm)
         self._write_grads(self._upper, pg.upper)
         self._write_grads(self._lower, pg.lower)
         skipped = False
@@ -343,7 +407,7 @@ class PenaltyBGD(torch.optim.Optimizer):
             for o in self._levels():
                 o.step()
         stats = PenaltyStats(
-            step=self._step, gamma=gamma, scale=c, skipped=skipped, values=vals, has_gap=pg.gap is not None
+            step=self._step, gamma=gamma, scale=c, skipped=skipped, measured=vals, has_gap=pg.gap is not None
         )
         self._step += 1
         return stats

@@ -1,12 +1,13 @@
-"""Shared pieces of the epoch samplers: argument checks, the draw size ⌈sN⌉, per-epoch seeding, and the
-:class:`EpochSampler` base class (epoch counter, ``set_epoch``, ``state_dict``)."""
+"""Shared pieces of the epoch samplers: argument checks, the draw size ⌈sN⌉, per-epoch seeding, the
+resumable position within an epoch, and the :class:`EpochSampler` base class (``set_epoch``,
+``state_dict``)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sized
+from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from numbers import Integral
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -14,6 +15,7 @@ from torch.utils.data import Sampler
 
 from bilevel._checks import check_int, check_real
 
+T = TypeVar("T")
 _MASK64 = (1 << 64) - 1
 # A relative tolerance on s·N before the ceiling, so that 0.3·10 (= 3.0000000000000004 in binary) gives 3.
 _CEIL_RTOL = 1e-12
@@ -38,8 +40,25 @@ def data_length(data_source_or_length: Any, name: str = "data_source_or_length")
 
 
 def draw_count(length: int, ratio: float) -> int:
-    """The epoch size n = ⌈ratio·length⌉ (at least 1), robust to binary rounding of ratio·length."""
-    x = ratio * length
+    """The epoch size n = ⌈ratio·length⌉ (at least 1), robust to binary rounding of ratio·length.
+
+    Raises:
+        TypeError: ``length`` is not an integer or ``ratio`` not a real number.
+        ValueError: ``length < 1``, ``ratio`` not finite and > 0, or ``ratio·length`` beyond float64.
+    """
+    if isinstance(length, bool) or not isinstance(length, Integral):
+        raise TypeError(f"length must be an int, got {type(length).__name__}")
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    r = check_real(ratio, "ratio", low=0.0, low_open=True)
+    try:
+        x = r * float(length)
+    except OverflowError:
+        x = math.inf
+    if not math.isfinite(x):
+        raise ValueError(
+            f"ratio * length overflows float64 (ratio = {r!r}, length has {len(str(length))} digits)"
+        )
     return max(1, math.ceil(x - _CEIL_RTOL * x))
 
 
@@ -88,50 +107,121 @@ def resolve_seed(generator: torch.Generator | int | None, name: str = "generator
     raise TypeError(f"{name} must be a torch.Generator, an int seed or None, got {type(generator).__name__}")
 
 
+class EpochCursor:
+    """Where a resumable epoch-based iterator stands: the epoch of the next element and how many elements of
+    that epoch were already yielded (shared by :class:`EpochSampler`, whose elements are indices, and
+    :class:`~bilevel.sampling.BucketBatchSampler`, whose elements are batches).
+
+    ``run(draw)`` yields ``draw(epoch)[position:]`` and moves the cursor *before* yielding each element, so a
+    state taken between any two ``next()`` calls names exactly the next element; after the last element of
+    an epoch the cursor is at ``(epoch + 1, 0)``. A position restored by :meth:`restore` survives one
+    :meth:`pin` of the same epoch (a loop that calls ``set_epoch(e)`` at the top of every epoch resumes
+    exactly); any other :meth:`pin` starts its epoch at the first element.
+    """
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.position = 0
+        self._restored = False
+
+    def pin(self, epoch: int) -> None:
+        if not (self._restored and epoch == self.epoch):
+            self.position = 0
+        self.epoch = epoch
+
+    def restore(self, epoch: int, position: int, size: int) -> None:
+        if position > size:
+            raise ValueError(
+                f"state['position'] must be <= {size} (the length of epoch {epoch}), got {position}"
+            )
+        if position == size and position > 0:  # the epoch was complete
+            epoch, position = epoch + 1, 0
+        self.epoch, self.position, self._restored = epoch, position, position > 0
+
+    def run(self, draw: Callable[[int], Sequence[T]]) -> Iterator[T]:
+        e, start = self.epoch, self.position
+        self._restored = False
+        items = draw(e)
+        n = len(items)
+        if start >= n:
+            self.epoch, self.position = e + 1, 0
+            return
+        for i in range(start, n):
+            if (self.epoch, self.position) != (e, i):
+                return  # set_epoch or load_state_dict moved the cursor: this iterator is stale
+            self.epoch, self.position = (e + 1, 0) if i + 1 == n else (e, i + 1)
+            yield items[i]
+
+
+def load_cursor_state(state: Any) -> tuple[int, int, int]:
+    """``(seed, epoch, position)`` from a sampler ``state_dict`` (``position`` defaults to 0)."""
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
+    for key in ("seed", "epoch"):
+        if key not in state:
+            raise KeyError(f"state_dict is missing {key!r}")
+    seed = check_int(state["seed"], "state['seed']")
+    epoch = check_int(state["epoch"], "state['epoch']", low=0)
+    position = check_int(state.get("position", 0), "state['position']", low=0)
+    return seed, epoch, position
+
+
 class EpochSampler(Sampler[int]):
     """Base class: a sampler whose order in epoch ``e`` is a pure function of ``(seed, e)``.
 
-    Subclasses implement :meth:`indices`. Iterating draws the indices of the current epoch and then
-    advances the epoch counter, so a plain ``for epoch in ...: for batch in loader`` loop gets a fresh draw
-    every epoch; :meth:`set_epoch` (as with ``DistributedSampler``) pins the epoch explicitly.
-    ``state_dict`` holds the seed and the next epoch, so a run resumed at an epoch boundary sees exactly
-    the draws of the uninterrupted run.
+    Subclasses implement :meth:`indices` and ``__len__`` (the length of every epoch). Iterating yields the
+    current epoch's indices from the current position and then moves on to the next epoch, so a plain
+    ``for epoch in ...: for batch in loader`` loop gets a fresh draw every epoch; :meth:`set_epoch` (as with
+    ``DistributedSampler``) pins the epoch explicitly.
+
+    ``state_dict`` holds the seed, the epoch of the next index and the number of that epoch's indices
+    already yielded, so a run resumed anywhere, also in the middle of an epoch, sees exactly the indices
+    of the uninterrupted run: the rest of the interrupted epoch, then the same later epochs. Under a
+    ``DataLoader`` with ``num_workers=0`` the sampler has yielded exactly the indices of the batches
+    consumed; with worker processes the loader prefetches, so take the state from a stateful loader
+    (e.g. torchdata's ``StatefulDataLoader``) instead.
     """
 
     def __init__(self, length: int, seed: int) -> None:
         self.length = length
         self.seed = seed
-        self._epoch = 0
+        self._cursor = EpochCursor()
 
     @property
     def epoch(self) -> int:
-        """The epoch the next iteration will draw."""
-        return self._epoch
+        """The epoch the next index comes from."""
+        return self._cursor.epoch
+
+    @property
+    def position(self) -> int:
+        """How many indices of :attr:`epoch` were already yielded."""
+        return self._cursor.position
 
     def set_epoch(self, epoch: int) -> None:
-        """Make the next iteration draw epoch ``epoch`` (a non-negative int)."""
-        self._epoch = check_int(epoch, "epoch", low=0)
+        """Make the next iteration draw epoch ``epoch`` (a non-negative int) from its first index, or, right
+        after :meth:`load_state_dict` of a state inside that epoch, from the restored position."""
+        self._cursor.pin(check_int(epoch, "epoch", low=0))
 
     def indices(self, epoch: int | None = None) -> Tensor:  # pragma: no cover - abstract
         """The int64 indices of ``epoch`` (default: the current epoch), without advancing the counter."""
         raise NotImplementedError
 
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        """The number of indices of every epoch."""
+        raise NotImplementedError
+
     def _epoch_arg(self, epoch: int | None) -> int:
-        return self._epoch if epoch is None else check_int(epoch, "epoch", low=0)
+        return self._cursor.epoch if epoch is None else check_int(epoch, "epoch", low=0)
 
     def __iter__(self) -> Iterator[int]:
-        idx = self.indices(self._epoch)
-        self._epoch += 1
-        yield from idx.tolist()
+        return self._cursor.run(lambda e: self.indices(e).tolist())
 
     def state_dict(self) -> dict[str, int]:
-        """``{"seed", "epoch"}``: enough to replay every later epoch exactly."""
-        return {"seed": self.seed, "epoch": self._epoch}
+        """``{"seed", "epoch", "position"}``: enough to replay the rest of the run exactly."""
+        return {"seed": self.seed, "epoch": self._cursor.epoch, "position": self._cursor.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restore :meth:`state_dict` output."""
-        for key in ("seed", "epoch"):
-            if key not in state:
-                raise KeyError(f"state_dict is missing {key!r}")
-        self.seed = check_int(state["seed"], "state['seed']")
-        self._epoch = check_int(state["epoch"], "state['epoch']", low=0)
+        """Restore :meth:`state_dict` output (a state without ``"position"`` starts its epoch afresh)."""
+        seed, epoch, position = load_cursor_state(state)
+        self.seed = seed
+        self._cursor.restore(epoch, position, len(self))

@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 from bilevel._checks import check_int
-from bilevel.sampling._common import EpochSampler, epoch_generator
+from bilevel.sampling._common import EpochCursor, EpochSampler, epoch_generator, load_cursor_state
 
 _BATCH_ORDER_STREAM = 2
 
@@ -69,7 +69,9 @@ class BucketBatchSampler(Sampler[list[int]]):
     reorders it — so SRS coverage results carry over unchanged, while padding shrinks.
 
     Args:
-        sampler: the epoch sampler whose draw is batched; ``set_epoch`` and ``state_dict`` are forwarded.
+        sampler: the epoch sampler whose draw is batched; ``set_epoch`` is forwarded to it (call it on the
+            batch sampler, not on ``sampler``), and ``state_dict`` holds its seed, the epoch and the number of
+            that epoch's batches already yielded (a mid-epoch resume is exact).
         lengths: one non-negative integer length per item of the data set (frames, tokens…).
         batch_size: maximum items per batch.
         max_tokens: maximum ``len(batch) * max(length)`` per batch; at least one of the two bounds is needed.
@@ -107,23 +109,40 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.lengths = _check_lengths(lengths, sampler.length)
         self.drop_last = bool(drop_last)
         self.shuffle = bool(shuffle)
+        self._cursor = EpochCursor()
+        self._cursor.pin(sampler.epoch)
 
     @property
     def epoch(self) -> int:
-        return self.sampler.epoch
+        """The epoch the next batch comes from (kept equal to the inner sampler's epoch)."""
+        return self._cursor.epoch
+
+    @property
+    def position(self) -> int:
+        """How many batches of :attr:`epoch` were already yielded."""
+        return self._cursor.position
 
     def set_epoch(self, epoch: int) -> None:
+        """Pin the epoch, as :meth:`EpochSampler.set_epoch` (forwarded to the inner sampler)."""
         self.sampler.set_epoch(epoch)
+        self._cursor.pin(epoch)
 
     def state_dict(self) -> dict[str, int]:
-        return self.sampler.state_dict()
+        """``{"seed", "epoch", "position"}`` with ``position`` counted in batches: a run resumed from it
+        sees exactly the remaining batches of the epoch and then the same later epochs."""
+        return {"seed": self.sampler.seed, "epoch": self._cursor.epoch, "position": self._cursor.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.sampler.load_state_dict(state)
+        """Restore :meth:`state_dict` output (also into the inner sampler)."""
+        seed, epoch, position = load_cursor_state(state)
+        self.sampler.load_state_dict({"seed": seed, "epoch": epoch})
+        size = len(self.batches(epoch)) if position else 0
+        self._cursor.restore(epoch, position, size)
+        self.sampler.set_epoch(self._cursor.epoch)
 
     def batches(self, epoch: int | None = None) -> list[list[int]]:
         """The batches of epoch ``epoch`` (default: the current one), without advancing the epoch."""
-        e = self.sampler.epoch if epoch is None else check_int(epoch, "epoch", low=0)
+        e = self._cursor.epoch if epoch is None else check_int(epoch, "epoch", low=0)
         out = bucket_batches(
             self.sampler.indices(e),
             self.lengths,
@@ -140,13 +159,13 @@ class BucketBatchSampler(Sampler[list[int]]):
         return out
 
     def __iter__(self) -> Iterator[list[int]]:
-        e = self.sampler.epoch
-        out = self.batches(e)
-        self.sampler.set_epoch(e + 1)
-        yield from out
+        for batch in self._cursor.run(self.batches):
+            self.sampler.set_epoch(self._cursor.epoch)
+            yield batch
+        self.sampler.set_epoch(self._cursor.epoch)
 
     def __len__(self) -> int:
-        n = len(self.sampler)  # type: ignore[arg-type]
+        n = len(self.sampler)
         if self.max_tokens is None and self.batch_size is not None:
             b, p = self.batch_size, self.pool_size
             full_pools, rest = divmod(n, p)

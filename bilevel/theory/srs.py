@@ -5,43 +5,69 @@ Notation: :math:`N` items, ratio :math:`s`, :math:`n = \lceil sN \rceil` i.i.d. 
 :math:`T` epochs, :math:`U` = number of distinct items in one epoch, :math:`D` = draws until every item
 has been seen (coupon collector), :math:`\tau = \lceil D/n \rceil` = epochs until full coverage.
 
-Every function broadcasts its array arguments (numpy rules) and returns a float64 array, or a 0-d array
-for scalar inputs. Derivations: ``theory/srs_*.md``. The paper's own constants were not available; the
-convergence and generalization bounds are the standard SGD results (Ghadimi & Lan 2013; Hardt, Recht &
-Singer 2016) applied to SRS, whose draws are exactly i.i.d. uniform with replacement.
+Every function broadcasts its array arguments (numpy rules). Scalar arguments give a Python ``float`` (or
+``int`` for counts); array arguments give a float64 (int64) array. Counts (:math:`N`, :math:`n`, the draws
+:math:`nT` of several epochs) must not exceed :data:`MAX_COUNT` :math:`= 2^{53}`, the largest range in which
+float64 holds every integer; larger values are refused with an error naming the argument.
+
+Accuracy: every function is accurate to :math:`10^{-9}` relative or better (tested against mpmath over
+:math:`1 \le N \le 10^{12}`). The forms that cancel in float64 (the variance and skewness of :math:`U`, the
+duplicate rate, the cover-time tail) are evaluated in decimal arithmetic with enough digits
+(``bilevel/theory/_exact.py``); the others use ``log1p``/``expm1`` forms without cancellation.
+
+Derivations: ``theory/srs_*.md``. The paper's own constants were not available; the convergence and
+generalization bounds are the standard SGD results (Ghadimi & Lan 2013; Hardt, Recht & Singer 2016)
+applied to SRS, whose draws are exactly i.i.d. uniform with replacement.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from bilevel._checks import check_choice, check_int, check_real
+from bilevel.theory import _exact
 
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
 _CEIL_RTOL = 1e-12  # same rule as bilevel.sampling.draw_count
 _EULER_GAMMA = 0.57721566490153286
 SCHEMES = ("srs", "without_replacement", "fixed_subset", "full")
+MAX_COUNT = 2**53
+"""Largest item count, draw count or total number of draws accepted (every integer up to it is a float64)."""
+MAX_PMF_LENGTH = 10**8
+"""Largest ``n_data`` for which the occupancy functions build the full pmf (``n_data + 1`` float64 values)."""
+MAX_COVER_EPOCHS = 10**6
+"""Largest number of epochs :func:`expected_epochs_to_cover` sums (about :math:`(\\ln N + 46)/s`)."""
 
 
 # --------------------------------------------------------------------------------------------- inputs
-def _as_count(x: ArrayLike, name: str, low: int) -> NDArray[np.int64]:
+def _as_count(x: ArrayLike, name: str, low: int) -> IntArray:
+    """Integer(s) in ``[low, MAX_COUNT]`` as int64, or a TypeError/ValueError naming ``name``."""
+    if isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{name} must be integer(s), got bool")
     a = np.asarray(x)
+    if a.dtype == object:
+        vals = a.ravel().tolist()
+        if vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+            raise ValueError(f"{name} must be <= 2**53 = {MAX_COUNT}, got {max(vals)}")
+        raise TypeError(f"{name} must be integer(s), got dtype {a.dtype}")
     if a.dtype == bool or a.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be integer(s), got dtype {a.dtype}")
-    if a.dtype.kind == "f":
-        if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-            raise TypeError(f"{name} must be integer(s), got non-integer values")
-    a = a.astype(np.int64)
+    if a.dtype.kind == "f" and (not np.all(np.isfinite(a)) or not np.all(a == np.round(a))):
+        raise TypeError(f"{name} must be integer(s), got non-integer values")
+    if a.size and a.max() > MAX_COUNT:
+        raise ValueError(f"{name} must be <= 2**53 = {MAX_COUNT}, got {a.max()}")
     if a.size and a.min() < low:
         raise ValueError(f"{name} must be >= {low}, got {a.min()}")
-    return a
+    return a.astype(np.int64)
 
 
 def _as_ratio(x: ArrayLike, name: str = "ratio", *, allow_above_one: bool = True) -> FloatArray:
-    a = np.asarray(x, dtype=np.float64)
+    a = _as_real(x, name)
     if not np.all(np.isfinite(a)) or (a.size and a.min() <= 0):
         raise ValueError(f"{name} must be finite and > 0")
     if not allow_above_one and a.size and a.max() > 1:
@@ -49,69 +75,85 @@ def _as_ratio(x: ArrayLike, name: str = "ratio", *, allow_above_one: bool = True
     return a
 
 
+def _as_real(x: ArrayLike, name: str) -> FloatArray:
+    if isinstance(x, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name} must be real number(s), got {type(x).__name__}")
+    a = np.asarray(x)
+    if a.dtype == bool or a.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be real number(s), got dtype {a.dtype}")
+    return a.astype(np.float64)
+
+
 def _as_positive(x: ArrayLike, name: str, *, allow_zero: bool = False) -> FloatArray:
-    a = np.asarray(x, dtype=np.float64)
+    a = _as_real(x, name)
     bad = (a < 0) if allow_zero else (a <= 0)
     if not np.all(np.isfinite(a)) or (a.size and np.any(bad)):
         raise ValueError(f"{name} must be finite and {'>= 0' if allow_zero else '> 0'}")
     return a
 
 
-def num_draws(n_data: ArrayLike, ratio: ArrayLike) -> NDArray[np.int64]:
-    r"""Draws per epoch :math:`n = \lceil sN \rceil` (at least 1), with the sampler's rounding rule."""
-    N = _as_count(n_data, "n_data", 1)
+def _total_draws(n: IntArray, T: IntArray, name: str = "epochs") -> IntArray:
+    """``n * T`` (broadcast), refused where it exceeds MAX_COUNT (checked before the int64 product)."""
+    if (n.size and T.size) and np.any(n.astype(np.float64) * T.astype(np.float64) > MAX_COUNT):
+        raise ValueError(f"{name} * num_draws must be <= 2**53 = {MAX_COUNT} draws in all")
+    return np.asarray(n * T, dtype=np.int64)
+
+
+def _float_out(x: Any) -> Any:
+    """0-d results as a Python float, others as a float64 array."""
+    a = np.asarray(x, dtype=np.float64)
+    return float(a) if a.ndim == 0 else a
+
+
+def _int_out(x: Any) -> Any:
+    a = np.asarray(x, dtype=np.int64)
+    return int(a) if a.ndim == 0 else a
+
+
+def _elementwise(fn: Any, *arrays: NDArray[Any]) -> FloatArray:
+    """``fn`` of Python ints, over the broadcast of ``arrays`` (for the decimal evaluations)."""
+    parts = np.broadcast_arrays(*arrays)
+    out = np.empty(parts[0].shape)
+    for idx in np.ndindex(out.shape):
+        out[idx] = fn(*(int(p[idx]) for p in parts))
+    return out
+
+
+def _num_draws(N: IntArray, ratio: ArrayLike) -> IntArray:
     s = _as_ratio(ratio)
     x = s * N
+    if x.size and np.any(x > MAX_COUNT):
+        raise ValueError(
+            f"ratio * n_data must be <= 2**53 = {MAX_COUNT} draws per epoch, got {np.max(x):.4g}"
+        )
     return np.maximum(1, np.ceil(x - _CEIL_RTOL * x)).astype(np.int64)
 
 
+def num_draws(n_data: ArrayLike, ratio: ArrayLike) -> Any:
+    r"""Draws per epoch :math:`n = \lceil sN \rceil` (at least 1), with the sampler's rounding rule
+    (:func:`bilevel.sampling.draw_count`). An ``int`` for scalar arguments, else an int64 array.
+
+    Raises:
+        ValueError: ``n_data`` or :math:`sN` above :data:`MAX_COUNT`, ``ratio`` not finite and > 0.
+    """
+    return _int_out(_num_draws(_as_count(n_data, "n_data", 1), ratio))
+
+
 # ------------------------------------------------------------------------------------ one epoch (U)
-def _log_q(N: NDArray[np.int64], r: int) -> FloatArray:
+def _log_q(N: IntArray, r: int) -> FloatArray:
     """log(1 - r/N), -inf where r >= N."""
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(N > r, np.log1p(-r / np.maximum(N, 1)), -np.inf)
     return np.asarray(out, dtype=np.float64)
 
 
-def _empty_moments(N: NDArray[np.int64], m: NDArray[np.int64]) -> tuple[FloatArray, FloatArray, FloatArray]:
-    r"""Mean, variance and third central moment of the number of empty bins after ``m`` draws.
-
-    Factorial moments :math:`E[(X)_r] = (N)_r (1 - r/N)^m`; the cancellations are removed by writing
-    :math:`(1-2/N)^m = q_1^2 (1 + d_2)` and :math:`(1-3/N)^m = q_1^3 (1 + d_3)` with :math:`d_r` from expm1.
-    """
-    N = N.astype(np.float64) if N.dtype != np.float64 else N
-    Ni = np.asarray(N).astype(np.int64)
-    m = np.asarray(m, dtype=np.float64)
-    l1, l2, l3 = _log_q(Ni, 1), _log_q(Ni, 2), _log_q(Ni, 3)
-    with np.errstate(invalid="ignore", over="ignore"):
-        q1 = np.exp(m * l1)
-        q1 = np.where(m == 0, 1.0, q1)
-        d2 = np.where(np.isfinite(l2), np.expm1(m * (l2 - 2 * l1)), -1.0)
-        d3 = np.where(np.isfinite(l3), np.expm1(m * (l3 - 3 * l1)), -1.0)
-        d2 = np.where(m == 0, 0.0, d2)
-        d3 = np.where(m == 0, 0.0, d3)
-    mu = N * q1
-    var = N * q1 * (1 - q1) + N * (N - 1) * q1**2 * d2
-    # κ3 = f3 + 3 f2 + f1 − 3μ(f2 + f1) + 2μ³, expanded in powers of N with the d-terms grouped.
-    a3 = q1**3
-    k3 = (
-        N**3 * a3 * (d3 - 3 * d2)
-        + 3 * N**2 * a3 * (d2 - d3)
-        + 2 * N * a3 * (1 + d3)
-        + 3 * N**2 * q1**2 * d2
-        - 3 * N * q1**2 * (1 + d2)
-        + N * q1
-    )
-    var = np.where(Ni == 1, 0.0, np.maximum(var, 0.0))
-    k3 = np.where(Ni == 1, 0.0, k3)
-    return (
-        np.asarray(mu, dtype=np.float64),
-        np.asarray(var, dtype=np.float64),
-        np.asarray(k3, dtype=np.float64),
-    )
+def _unique_fraction(N: IntArray, m: IntArray) -> FloatArray:
+    with np.errstate(invalid="ignore"):
+        out = np.where(m == 0, 0.0, -np.expm1(m * _log_q(N, 1)))
+    return np.asarray(out, dtype=np.float64)
 
 
-def expected_unique_fraction(n_data: ArrayLike, ratio: ArrayLike) -> FloatArray:
+def expected_unique_fraction(n_data: ArrayLike, ratio: ArrayLike) -> Any:
     r"""Expected fraction of distinct items in one SRS epoch,
     :math:`E[U]/N = 1 - (1 - 1/N)^{\lceil sN \rceil}`.
 
@@ -119,50 +161,61 @@ def expected_unique_fraction(n_data: ArrayLike, ratio: ArrayLike) -> FloatArray:
     ``-expm1(n * log1p(-1/N))`` (no cancellation).
     """
     N = _as_count(n_data, "n_data", 1)
-    n = num_draws(N, ratio)
-    return np.asarray(-np.expm1(n * _log_q(N, 1)), dtype=np.float64)
+    return _float_out(_unique_fraction(N, _num_draws(N, ratio)))
 
 
-def expected_unique(n_data: ArrayLike, ratio: ArrayLike) -> FloatArray:
+def expected_unique(n_data: ArrayLike, ratio: ArrayLike) -> Any:
     """Expected number of distinct items in one SRS epoch, :math:`N (1 - (1 - 1/N)^n)`."""
     N = _as_count(n_data, "n_data", 1)
-    return N * expected_unique_fraction(N, ratio)
+    return _float_out(N * _unique_fraction(N, _num_draws(N, ratio)))
 
 
-def unique_variance(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike = 1) -> FloatArray:
+def unique_variance(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike = 1) -> Any:
     r"""Variance of the number of distinct items seen after ``epochs`` SRS epochs (:math:`m = nT` draws).
 
-    :math:`\mathrm{Var} = N q_1 + N(N-1) q_2 - N^2 q_1^2` with :math:`q_r = (1 - r/N)^m`, evaluated as
-    :math:`N q_1 (1 - q_1) + N(N-1) q_1^2\,\mathrm{expm1}(m[\log(1-2/N) - 2\log(1-1/N)])`, which is stable for
-    large :math:`N` (the textbook form cancels catastrophically).
+    :math:`\mathrm{Var} = N q_1 + N(N-1) q_2 - N^2 q_1^2` with :math:`q_r = (1 - r/N)^m`. Its terms are of
+    order :math:`N^2` while the variance can be as small as :math:`m^2/(2N)`, so the sum is evaluated in
+    decimal arithmetic with enough digits (float64 loses every digit near :math:`N = 10^{14}`).
     """
     N = _as_count(n_data, "n_data", 1)
     T = _as_count(epochs, "epochs", 0)
-    return _empty_moments(N, num_draws(N, ratio) * T)[1]
+    m = _total_draws(_num_draws(N, ratio), T)
+    return _float_out(_elementwise(lambda a, b: _exact.occupancy_moments(a, b)[1], N, m))
 
 
-def unique_skewness(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike = 1) -> FloatArray:
+def unique_skewness(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike = 1) -> Any:
     r"""Skewness :math:`\kappa_3/\sigma^3` of the number of distinct items after ``epochs`` SRS epochs
-    (0 where the variance is 0)."""
+    (0 where the variance is 0; ``-inf`` where it exceeds the float64 range, when almost surely every item has
+    been seen and the variance is below about :math:`10^{-205}`). The third cumulant is a sum of terms of
+    order :math:`N^3` that cancel to :math:`O(m^2/N)`; it is evaluated in decimal arithmetic like
+    :func:`unique_variance`."""
     N = _as_count(n_data, "n_data", 1)
     T = _as_count(epochs, "epochs", 0)
-    _, var, k3 = _empty_moments(N, num_draws(N, ratio) * T)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(np.where(var > 0, -k3 / np.maximum(var, 1e-300) ** 1.5, 0.0), dtype=np.float64)
+    m = _total_draws(_num_draws(N, ratio), T)
+    return _float_out(_elementwise(lambda a, b: _exact.occupancy_moments(a, b)[3], N, m))
 
 
-def duplicate_rate(n_data: ArrayLike, ratio: ArrayLike) -> FloatArray:
+def duplicate_rate(n_data: ArrayLike, ratio: ArrayLike) -> Any:
     r"""Expected fraction of an epoch's draws that repeat an item already drawn that epoch,
     :math:`1 - E[U]/n`.
 
-    Tends to :math:`1 - (1 - e^{-s})/s`: 0.368 at :math:`s = 1`, 0.048 at :math:`s = 0.1`.
+    Tends to :math:`1 - (1 - e^{-s})/s`: 0.368 at :math:`s = 1`, 0.048 at :math:`s = 0.1`. It is about
+    :math:`n/(2N)` for small :math:`n/N`, where ``1 - E[U]/n`` cancels; evaluated in decimal arithmetic.
     """
     N = _as_count(n_data, "n_data", 1)
-    n = num_draws(N, ratio)
-    return np.asarray(1.0 - expected_unique(N, ratio) / n, dtype=np.float64)
+    return _float_out(_elementwise(_exact.duplicate_fraction, N, _num_draws(N, ratio)))
 
 
 # --------------------------------------------------------------------------- occupancy distribution
+def _check_pmf_length(N: int) -> None:
+    if N > MAX_PMF_LENGTH:
+        raise ValueError(
+            f"n_data = {N} would need a pmf of {N + 1} float64 values ({8 * (N + 1) / 2**30:.1f} GiB); the "
+            f"occupancy pmf is limited to n_data <= {MAX_PMF_LENGTH}. For the law's moments use "
+            "expected_unique, unique_variance and unique_skewness, which take any n_data"
+        )
+
+
 def occupancy_pmf_exact(n_data: int, draws: int) -> FloatArray:
     r"""Exact law of the number of occupied bins after ``draws`` uniform throws into ``n_data`` bins.
 
@@ -174,9 +227,13 @@ def occupancy_pmf_exact(n_data: int, draws: int) -> FloatArray:
 
     Returns:
         array of length ``n_data + 1`` with ``pmf[k] = P(U = k)``.
+
+    Raises:
+        ValueError: ``n_data`` above :data:`MAX_PMF_LENGTH`.
     """
     N = check_int(n_data, "n_data", low=1)
     n = check_int(draws, "draws", low=0)
+    _check_pmf_length(N)
     K = min(n, N)
     p = np.zeros(K + 1)
     p[0] = 1.0
@@ -221,17 +278,20 @@ def occupancy_pmf_approx(n_data: int, draws: int) -> FloatArray:
 
     Returns:
         array of length ``n_data + 1``.
+
+    Raises:
+        ValueError: ``n_data`` above :data:`MAX_PMF_LENGTH`.
     """
     N = check_int(n_data, "n_data", low=1)
     n = check_int(draws, "draws", low=0)
-    mu_e, var, k3_e = (float(v) for v in _empty_moments(np.asarray(N), np.asarray(n)))
+    _check_pmf_length(N)
+    mu_e, var, _, g1 = _exact.occupancy_moments(N, n)
     out = np.zeros(N + 1)
     mu = N - mu_e
     if var < 1e-300:
         out[min(N, round(mu))] = 1.0
         return out
     sd = math.sqrt(var)
-    g1 = -k3_e / sd**3
     lo = max(0, math.floor(mu - 40 * sd))
     hi = min(N, math.ceil(mu + 40 * sd))
     edges = (np.arange(lo, hi + 2, dtype=np.float64) - 0.5 - mu) / sd
@@ -260,23 +320,52 @@ def occupancy_pmf(
 
     Returns:
         float64 array of length ``n_data + 1``, ``pmf[k] = P(U = k)``.
+
+    Raises:
+        ValueError: ``n_data`` above :data:`MAX_PMF_LENGTH` (the array alone would not fit in memory; the
+            moments are available for any ``n_data``), or a bad ``ratio``/``draws``/``method``.
     """
     N = check_int(n_data, "n_data", low=1)
     if (ratio is None) == (draws is None):
         raise ValueError("occupancy_pmf needs exactly one of ratio= or draws=")
     if draws is None:
         r = check_real(ratio, "ratio", low=0.0, low_open=True)
-        n = int(num_draws(N, r))
+        n = int(_num_draws(np.asarray(N, dtype=np.int64), r))
     else:
         n = check_int(draws, "draws", low=0)
     method = check_choice(method, "method", ("auto", "exact", "approx"))
+    _check_pmf_length(N)
     if method == "auto":
         method = "exact" if n * min(n, N) <= EXACT_BUDGET else "approx"
     return occupancy_pmf_exact(N, n) if method == "exact" else occupancy_pmf_approx(N, n)
 
 
 # ------------------------------------------------------------------------------ over T epochs
-def prob_unseen(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike, scheme: str = "srs") -> FloatArray:
+def _unseen_and_seen(N: IntArray, s: FloatArray, T: IntArray, scheme: str) -> tuple[FloatArray, FloatArray]:
+    """(probability an item is unseen, expected coverage) after T epochs, each without cancellation."""
+    n = _num_draws(N, s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if scheme == "srs":
+            m = _total_draws(n, T)
+            expo = np.where(m == 0, 0.0, m * _log_q(N, 1))
+            unseen, seen = np.exp(expo), -np.expm1(expo)
+        elif scheme in ("without_replacement", "fixed_subset"):
+            k = np.minimum(n, N)  # distinct items per epoch
+            rest = (N - k) / N  # exact integers, one rounding
+            if scheme == "fixed_subset":
+                unseen = np.where(T == 0, 1.0, rest + 0.0 * T)
+                seen = np.where(T == 0, 0.0, k / N + 0.0 * T)
+            else:
+                log_rest = np.where(k / N < 0.5, np.log1p(-k / N), np.log(rest))
+                expo = np.where(T == 0, 0.0, T * log_rest)
+                unseen, seen = np.exp(expo), -np.expm1(expo)
+        else:
+            unseen = np.where(T == 0, 1.0, 0.0 * n)
+            seen = 1.0 - unseen
+    return np.asarray(unseen, dtype=np.float64), np.asarray(seen + 0.0, dtype=np.float64)  # no -0.0
+
+
+def prob_unseen(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike, scheme: str = "srs") -> Any:
     r"""Probability that a given item has not been seen after ``epochs`` epochs.
 
     - ``"srs"``: :math:`(1 - 1/N)^{nT} \to e^{-sT}` (0.0498 at :math:`s = 0.3, T = 10`);
@@ -291,136 +380,182 @@ def prob_unseen(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike, scheme: 
     N = _as_count(n_data, "n_data", 1)
     T = _as_count(epochs, "epochs", 0)
     s = _as_ratio(ratio, allow_above_one=scheme in ("srs", "full"))
-    n = num_draws(N, s)
-    if scheme == "srs":
-        with np.errstate(invalid="ignore"):
-            out = np.exp(np.where(T == 0, 0.0, (n * T) * _log_q(N, 1)))
-    elif scheme == "without_replacement":
-        out = np.where(T == 0, 1.0, (1.0 - np.minimum(n, N) / N) ** T)
-    elif scheme == "fixed_subset":
-        out = np.where(T == 0, 1.0, 1.0 - np.minimum(n, N) / N + 0 * T)
-    else:
-        out = np.where(T == 0, 1.0, 0.0 * n)
-    return np.asarray(out, dtype=np.float64)
+    return _float_out(_unseen_and_seen(N, s, T, scheme)[0])
 
 
-def expected_coverage(
-    n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike, scheme: str = "srs"
-) -> FloatArray:
+def expected_coverage(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike, scheme: str = "srs") -> Any:
     r"""Expected fraction of items seen at least once in ``epochs`` epochs, ``1 - prob_unseen``
-    (:math:`1 - e^{-sT}` for SRS at large :math:`N`)."""
-    return np.asarray(1.0 - prob_unseen(n_data, ratio, epochs, scheme), dtype=np.float64)
+    (:math:`1 - e^{-sT}` for SRS at large :math:`N`), computed with ``expm1`` so that a small coverage keeps
+    its relative accuracy."""
+    scheme = check_choice(scheme, "scheme", SCHEMES)
+    N = _as_count(n_data, "n_data", 1)
+    T = _as_count(epochs, "epochs", 0)
+    s = _as_ratio(ratio, allow_above_one=scheme in ("srs", "full"))
+    return _float_out(_unseen_and_seen(N, s, T, scheme)[1])
 
 
-def harmonic_number(n: ArrayLike) -> FloatArray:
-    """:math:`H_n = \\sum_{k \\le n} 1/k` (exact sum below 64, asymptotic series to 1e-16 above)."""
-    a = _as_count(n, "n", 0)
+def _harmonic(a: IntArray) -> FloatArray:
     small = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, 64))])
     x = np.maximum(a, 1).astype(np.float64)
     asym = np.log(x) + _EULER_GAMMA + 1 / (2 * x) - 1 / (12 * x**2) + 1 / (120 * x**4) - 1 / (252 * x**6)
     return np.asarray(np.where(a < 64, small[np.minimum(a, 63)], asym), dtype=np.float64)
 
 
-def expected_draws_to_cover(n_data: ArrayLike) -> FloatArray:
+def harmonic_number(n: ArrayLike) -> Any:
+    """:math:`H_n = \\sum_{k \\le n} 1/k` (exact sum below 64, asymptotic series to 1e-16 above)."""
+    return _float_out(_harmonic(_as_count(n, "n", 0)))
+
+
+def expected_draws_to_cover(n_data: ArrayLike) -> Any:
     r"""Coupon collector: expected draws until every item is seen,
     :math:`E[D] = N H_N \approx N(\ln N + 0.5772)`."""
     N = _as_count(n_data, "n_data", 1)
-    return np.asarray(N * harmonic_number(N), dtype=np.float64)
+    return _float_out(N * _harmonic(N))
 
 
-def _p_some_empty(N: int, m: NDArray[np.int64]) -> FloatArray:
-    """P(D > m) = P(some bin is empty after m draws), for one N and an array of m."""
+# Cover-time tail P(D > m) = P(some item unseen after m draws), by the expected number λ = N(1-1/N)^m of
+# unseen items: float64 inclusion–exclusion for λ <= 1 (at most a factor e of cancellation), decimal for
+# 1 < λ <= 22, and for λ > 22 the product bound 1 - (1 - q1)^N, within e^-22 = 2.8e-10 of the value.
+_LAM_FLOAT = 1.0
+_LAM_BOUND = 22.0
+_FLOAT_TERMS = 40  # 1/j! < 1e-47 beyond
+
+
+def _lam(N: int, m: NDArray[np.int64]) -> FloatArray:
+    return np.asarray(np.exp(math.log(N) + m * math.log1p(-1.0 / N)), dtype=np.float64)
+
+
+def _some_empty_float(N: int, m: NDArray[np.int64]) -> FloatArray:
+    J = min(N - 1, _FLOAT_TERMS)
+    j = np.arange(1, J + 1)
+    logc = np.array([_exact.log_binom_float(N, int(v)) for v in j])
+    terms = np.exp(logc[None, :] + m.astype(np.float64)[:, None] * np.log1p(-j / N)[None, :])
+    signs = np.where(j % 2 == 1, 1.0, -1.0)
+    return np.asarray(np.clip((terms[:, ::-1] * signs[::-1]).sum(axis=1), 0.0, 1.0), dtype=np.float64)
+
+
+def _some_empty(N: int, m: NDArray[np.int64]) -> FloatArray:
+    """P(D > m) for one N and an array of m."""
     m = np.asarray(m, dtype=np.int64)
     if N == 1:
         return (m < 1).astype(np.float64)
-    lq1 = math.log1p(-1.0 / N)
-    lam = np.exp(math.log(N) + m * lq1)  # expected number of empty bins
     out = np.ones(m.shape)
-    # Inclusion–exclusion  sum_{j>=1} (-1)^{j+1} C(N,j) (1-j/N)^m  where lam <= 15: the terms are bounded by
-    # lam^j / j!, so the cancellation costs at most e^15 * eps ~ 4e-10 absolute error.
-    ok = (m >= N) & (lam <= 15.0)
-    if ok.any():
-        J = min(N - 1, 200)
-        j = np.arange(1, J + 1, dtype=np.float64)
-        logc = math.lgamma(N + 1) - np.array([math.lgamma(v + 1) + math.lgamma(N - v + 1) for v in j])
-        logq = np.log1p(-j / N)
-        mm = m[ok].astype(np.float64)[:, None]
-        terms = np.exp(logc[None, :] + mm * logq[None, :])
-        signs = np.where(j % 2 == 1, 1.0, -1.0)
-        out[ok] = np.clip((terms * signs).sum(axis=1), 0.0, 1.0)
-    # Where lam > 15, P(no empty bin) <= prod_i P(bin i occupied) = (1 - q1)^N <= e^{-lam} < 3.1e-7
-    # (negative association of the occupancy indicators): use that bound as the value.
-    big = (m >= N) & (lam > 15.0)
-    if big.any():
-        q1 = np.exp(m[big] * lq1)
-        out[big] = -np.expm1(N * np.log1p(-q1))
+    lam = _lam(N, m)
+    low = (m >= N) & (lam <= _LAM_FLOAT)
+    if low.any():
+        out[low] = _some_empty_float(N, m[low])
+    mid = (m >= N) & (lam > _LAM_FLOAT) & (lam <= _LAM_BOUND)
+    for i in np.flatnonzero(mid):
+        out.flat[i] = _exact.some_empty_progression(N, int(m.flat[i]), 1, 1)[0]
+    high = (m >= N) & (lam > _LAM_BOUND)
+    if high.any():
+        q1 = np.exp(m[high] * math.log1p(-1.0 / N))
+        out[high] = -np.expm1(N * np.log1p(-q1))
     return out
 
 
-def prob_not_covered(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike) -> FloatArray:
+def prob_not_covered(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike) -> Any:
     r"""Tail of the SRS cover time: :math:`P(\tau > T) = P(D > nT)`, the probability that some item is still
     unseen after ``epochs`` epochs.
 
-    Exact inclusion–exclusion where it is numerically safe (at most 200 terms, expected number of unseen
-    items :math:`\le 15`); elsewhere the probability exceeds :math:`1 - 3.1\cdot10^{-7}` and the product bound
-    is returned. Absolute error below :math:`10^{-6}`. Asymptotically (Erdős–Rényi)
+    Inclusion–exclusion :math:`\sum_{j\ge1}(-1)^{j+1}\binom{N}{j}(1-j/N)^{nT}`, in float64 where the expected
+    number :math:`\lambda` of unseen items is at most 1 and in decimal arithmetic for
+    :math:`1 < \lambda \le 22`; above, the probability exceeds :math:`1 - e^{-22}` and the product bound
+    :math:`1 - (1 - q_1)^N` is returned. Relative error below :math:`10^{-9}`. Asymptotically (Erdős–Rényi)
     :math:`P(D > N(\ln N + c)) \to 1 - \exp(-e^{-c})`, see :func:`cover_tail_limit`.
     """
     N = _as_count(n_data, "n_data", 1)
     T = _as_count(epochs, "epochs", 0)
-    n = num_draws(N, ratio)
-    Nb, nb, Tb = np.broadcast_arrays(N, n, T)
+    n = _num_draws(N, ratio)
+    m = _total_draws(n, T)
+    Nb, mb = np.broadcast_arrays(N, m)
     out = np.empty(Nb.shape)
     for idx in np.ndindex(Nb.shape):
-        out[idx] = _p_some_empty(int(Nb[idx]), np.asarray(int(nb[idx]) * int(Tb[idx])))
-    return out
+        out[idx] = _some_empty(int(Nb[idx]), np.asarray([int(mb[idx])]))[0]
+    return _float_out(out)
 
 
-def cover_tail_limit(c: ArrayLike) -> FloatArray:
+def cover_tail_limit(c: ArrayLike) -> Any:
     r"""Erdős–Rényi limit :math:`\lim_N P(D > N(\ln N + c)) = 1 - \exp(-e^{-c})`
-    (0.044 at :math:`c = 3.09`)."""
-    c = np.asarray(c, dtype=np.float64)
-    return np.asarray(-np.expm1(-np.exp(-c)), dtype=np.float64)
+    (0.044 at :math:`c = 3.09`); ``c`` must be finite."""
+    a = _as_real(c, "c")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("c must be finite")
+    with np.errstate(over="ignore"):
+        return _float_out(-np.expm1(-np.exp(-a)))
 
 
 def _expected_epochs_one(N: int, n: int) -> float:
     if N == 1:
         return 1.0
-    m_needed = (math.log(N) + 41.0) / -math.log1p(-1.0 / N)  # beyond this P(D > m) < 1e-18
-    t = np.arange(0, math.ceil(m_needed / n) + 2, dtype=np.int64)
-    return float(_p_some_empty(N, t * n).sum())
+    # P(D > nT) = 1 for nT < N; the sum stops where λ < e^-46 (the tail is below 1e-20 / s)
+    ones = (N - 1) // n + 1
+    m_end = (math.log(N) + 46.0) / -math.log1p(-1.0 / N)
+    t_end = max(ones, math.ceil(m_end / n) + 1)
+    if t_end > MAX_COVER_EPOCHS:
+        raise ValueError(
+            f"ratio is too small for the exact sum: the cover time spans about {t_end} epochs "
+            f"(more than {MAX_COVER_EPOCHS}); use expected_draws_to_cover(n_data) / "
+            "num_draws(n_data, ratio), which E[tau] exceeds by less than 1"
+        )
+    t = np.arange(ones, t_end + 1, dtype=np.int64)
+    m = t * n
+    lam = _lam(N, m)
+    p = np.ones(m.shape)
+    high = lam > _LAM_BOUND
+    q1 = np.exp(m[high] * math.log1p(-1.0 / N))
+    p[high] = -np.expm1(N * np.log1p(-q1))
+    mid = np.flatnonzero((lam > _LAM_FLOAT) & ~high)
+    if mid.size:  # a contiguous run of epochs: one decimal progression
+        p[mid] = _exact.some_empty_progression(N, int(m[mid[0]]), n, mid.size)
+    low = lam <= _LAM_FLOAT
+    if low.any():
+        p[low] = _some_empty_float(N, m[low])
+    return float(ones + math.fsum(p.tolist()))
 
 
-def expected_epochs_to_cover(n_data: ArrayLike, ratio: ArrayLike) -> FloatArray:
+def expected_epochs_to_cover(n_data: ArrayLike, ratio: ArrayLike) -> Any:
     r"""Expected number of whole SRS epochs until every item has been seen,
     :math:`E[\tau] = \sum_{T \ge 0} P(D > nT)`.
 
     This counts epochs as a training loop does (an integer). It satisfies
     :math:`E[D]/n \le E[\tau] < E[D]/n + 1` with :math:`E[D]/n = N H_N / n \approx (\ln N + 0.5772)/s`
     (32.6 at :math:`N = 10^4, s = 0.3`); :func:`expected_draws_to_cover` gives :math:`E[D]`.
-    Absolute error below :math:`10^{-5}` (see :func:`prob_not_covered`).
+    Each term as in :func:`prob_not_covered`; relative error below :math:`10^{-9}`.
+
+    Raises:
+        ValueError: the sum would span more than :data:`MAX_COVER_EPOCHS` epochs (a tiny ``ratio``).
     """
     N = _as_count(n_data, "n_data", 1)
-    n = num_draws(N, ratio)
-    Nb, nb = np.broadcast_arrays(N, n)
-    out = np.empty(Nb.shape)
-    for idx in np.ndindex(Nb.shape):
-        out[idx] = _expected_epochs_one(int(Nb[idx]), int(nb[idx]))
-    return out
+    n = _num_draws(N, ratio)
+    return _float_out(_elementwise(_expected_epochs_one, N, n))
 
 
 # ------------------------------------------------------------------------------- optimisation bounds
-def steps_per_epoch(n_data: ArrayLike, ratio: ArrayLike, batch_size: ArrayLike = 1) -> NDArray[np.int64]:
+def _finite_bound(x: Any, name: str) -> Any:
+    """``x`` (computed under ``np.errstate(all="ignore")``) as float(s), or a ValueError if it overflowed."""
+    a = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} overflows float64 for these arguments")
+    return _float_out(a)
+
+
+def steps_per_epoch(n_data: ArrayLike, ratio: ArrayLike, batch_size: ArrayLike = 1) -> Any:
     r"""Optimizer steps per SRS epoch, :math:`\lceil n / B \rceil` (the last batch may be short)."""
     B = _as_count(batch_size, "batch_size", 1)
-    n = num_draws(n_data, ratio)
-    return np.asarray(-(-n // B), dtype=np.int64)
+    n = _num_draws(_as_count(n_data, "n_data", 1), ratio)
+    return _int_out(-(-n // B))
 
 
-def _mean_inv_batch(n: NDArray[np.int64], B: NDArray[np.int64]) -> FloatArray:
+def _mean_inv_batch(n: IntArray, B: IntArray) -> FloatArray:
     q, r = n // B, n % B
     steps = q + (r > 0)
     return np.asarray((q / B + np.where(r > 0, 1.0 / np.maximum(r, 1), 0.0)) / steps, dtype=np.float64)
+
+
+def _check_step(eta: FloatArray, L: FloatArray) -> None:
+    if np.any(eta * L > 1 + 1e-12):
+        raise ValueError("lr must satisfy lr <= 1/smoothness for the non-convex SGD bound")
 
 
 def nonconvex_sgd_bound(
@@ -430,7 +565,7 @@ def nonconvex_sgd_bound(
     lr: ArrayLike,
     steps: ArrayLike,
     batch_size: ArrayLike = 1,
-) -> FloatArray:
+) -> Any:
     r"""Ghadimi–Lan bound for constant-step SGD on an :math:`L`-smooth non-convex objective:
 
     .. math:: \min_{k<K} E\|\nabla F(w_k)\|^2 \le \frac1K \sum_{k<K} E\|\nabla F(w_k)\|^2
@@ -449,9 +584,10 @@ def nonconvex_sgd_bound(
     eta = _as_positive(lr, "lr")
     K = _as_count(steps, "steps", 1)
     B = _as_count(batch_size, "batch_size", 1)
-    if np.any(eta * L > 1 + 1e-12):
-        raise ValueError("lr must satisfy lr <= 1/smoothness for the non-convex SGD bound")
-    return np.asarray(2 * D / (eta * K) + L * eta * s2 / B, dtype=np.float64)
+    _check_step(eta, L)
+    with np.errstate(all="ignore"):
+        value = 2 * D / (eta * K) + L * eta * s2 / B
+    return _finite_bound(value, "nonconvex_sgd_bound")
 
 
 def srs_convergence_bound(
@@ -463,7 +599,7 @@ def srs_convergence_bound(
     ratio: ArrayLike,
     epochs: ArrayLike,
     batch_size: ArrayLike = 1,
-) -> FloatArray:
+) -> Any:
     r"""The non-convex SGD bound of :func:`nonconvex_sgd_bound` for ``epochs`` SRS epochs (standard form
     adapted to SRS; the paper's own constants were not available).
 
@@ -479,17 +615,18 @@ def srs_convergence_bound(
     coverage for epoch time, not for rate. Same assumptions as :func:`nonconvex_sgd_bound`.
     """
     N = _as_count(n_data, "n_data", 1)
-    n = num_draws(N, ratio)
+    n = _num_draws(N, ratio)
     B = _as_count(batch_size, "batch_size", 1)
     T = _as_count(epochs, "epochs", 1)
-    K = T * (-(-n // B))
+    K = _total_draws(-(-n // B), T)
     D = _as_positive(initial_gap, "initial_gap", allow_zero=True)
     L = _as_positive(smoothness, "smoothness")
     s2 = _as_positive(variance, "variance", allow_zero=True)
     eta = _as_positive(lr, "lr")
-    if np.any(eta * L > 1 + 1e-12):
-        raise ValueError("lr must satisfy lr <= 1/smoothness for the non-convex SGD bound")
-    return np.asarray(2 * D / (eta * K) + L * eta * s2 * _mean_inv_batch(n, B), dtype=np.float64)
+    _check_step(eta, L)
+    with np.errstate(all="ignore"):
+        value = 2 * D / (eta * K) + L * eta * s2 * _mean_inv_batch(n, B)
+    return _finite_bound(value, "srs_convergence_bound")
 
 
 def optimal_lr(
@@ -498,23 +635,30 @@ def optimal_lr(
     variance: ArrayLike,
     steps: ArrayLike,
     batch_size: ArrayLike = 1,
-) -> FloatArray:
+) -> Any:
     r"""The step minimising :func:`nonconvex_sgd_bound`:
     :math:`\eta = \min\{1/L, \sqrt{2\Delta B/(L\sigma^2 K)}\}`,
-    which gives :math:`O(\sqrt{L\Delta\sigma^2/(BK)} + L\Delta/K)`."""
-    D = _as_positive(initial_gap, "initial_gap", allow_zero=True)
+    which gives :math:`O(\sqrt{L\Delta\sigma^2/(BK)} + L\Delta/K)`.
+
+    ``initial_gap`` must be > 0 (at :math:`\Delta = 0` the bound is minimised by :math:`\eta \to 0`, which is
+    no step size); ``variance = 0`` gives :math:`1/L`.
+    """
+    D = _as_positive(initial_gap, "initial_gap")
     L = _as_positive(smoothness, "smoothness")
     s2 = _as_positive(variance, "variance", allow_zero=True)
     K = _as_count(steps, "steps", 1)
     B = _as_count(batch_size, "batch_size", 1)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):
         eta = np.sqrt(2 * D * B / (L * s2 * K))
-    return np.asarray(np.minimum(1 / L, eta), dtype=np.float64)
+    eta = np.minimum(1 / L, eta)
+    if np.any(eta <= 0):
+        raise ValueError("optimal_lr underflows to 0: initial_gap is too small relative to the variance")
+    return _finite_bound(eta, "optimal_lr")
 
 
 def stability_bound_convex(
     lipschitz: ArrayLike, smoothness: ArrayLike, lr: ArrayLike, steps: ArrayLike, n_data: ArrayLike
-) -> FloatArray:
+) -> Any:
     r"""Uniform stability of SGD with replacement sampling on a convex loss (Hardt, Recht & Singer 2016,
     Thm 3.8), constant step :math:`\alpha`:
 
@@ -534,12 +678,14 @@ def stability_bound_convex(
     N = _as_count(n_data, "n_data", 1)
     if np.any(a * beta > 2 + 1e-12):
         raise ValueError("lr must satisfy lr <= 2/smoothness for the convex stability bound")
-    return np.asarray(2 * G**2 * a * K / N, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        value = 2 * G**2 * a * K / N
+    return _finite_bound(value, "stability_bound_convex")
 
 
 def stability_bound_nonconvex(
     lipschitz: ArrayLike, smoothness: ArrayLike, c: ArrayLike, steps: ArrayLike, n_data: ArrayLike
-) -> FloatArray:
+) -> Any:
     r"""Uniform stability of SGD with replacement sampling on a non-convex loss (Hardt, Recht & Singer 2016,
     Thm 3.12), steps :math:`\alpha_t \le c/t`:
 
@@ -555,10 +701,14 @@ def stability_bound_nonconvex(
     K = _as_count(steps, "steps", 0)
     N = _as_count(n_data, "n_data", 2)
     bc = beta * cc
-    return np.asarray(
-        (1 + 1 / bc) / (N - 1) * (2 * cc * G**2) ** (1 / (bc + 1)) * K.astype(np.float64) ** (bc / (bc + 1)),
-        dtype=np.float64,
-    )
+    with np.errstate(all="ignore"):
+        value = (
+            (1 + 1 / bc)
+            / (N - 1)
+            * (2 * cc * G**2) ** (1 / (bc + 1))
+            * K.astype(np.float64) ** (bc / (bc + 1))
+        )
+    return _finite_bound(value, "stability_bound_nonconvex")
 
 
 def srs_generalization_bound(
@@ -571,7 +721,7 @@ def srs_generalization_bound(
     *,
     convex: bool = True,
     batch_size: int = 1,
-) -> FloatArray:
+) -> Any:
     r"""Stability bound on the generalization gap after ``epochs`` epochs of single-sample SRS-SGD
     (standard Hardt et al. bounds adapted to SRS; the paper's own bound was not available).
 
@@ -587,13 +737,16 @@ def srs_generalization_bound(
     B = check_int(batch_size, "batch_size", low=1)
     if not convex and B != 1:
         raise ValueError("the non-convex stability bound is stated for batch_size=1")
-    K = steps_per_epoch(N, ratio, B) * T
+    K = _total_draws(np.asarray(-(-_num_draws(N, ratio) // B)), T)
     if convex:
         return stability_bound_convex(lipschitz, smoothness, lr, K, N)
     return stability_bound_nonconvex(lipschitz, smoothness, lr, K, N)
 
 
 __all__ = [
+    "MAX_COUNT",
+    "MAX_COVER_EPOCHS",
+    "MAX_PMF_LENGTH",
     "SCHEMES",
     "cover_tail_limit",
     "duplicate_rate",

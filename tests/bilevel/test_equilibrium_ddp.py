@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -27,6 +28,26 @@ def _closures(w: torch.Tensor, targets: list[torch.Tensor]):
     return [lambda t=t: ((w - t) ** 4).sum() for t in targets]
 
 
+# -- unequal shards: batch_size= weights the cross-rank average ------------------------------------------
+
+SPLIT = (15, 9)
+
+
+def _shards() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(5)
+    return [
+        (
+            torch.randn(24, 3, generator=g, dtype=torch.float64),
+            torch.randn(24, generator=g, dtype=torch.float64),
+        )
+        for _ in range(2)
+    ]
+
+
+def _mse_closures(w: torch.Tensor, part: slice):
+    return [lambda x=x, y=y: (torch.tanh(x[part] @ w) - y[part]).pow(2).mean() for x, y in _shards()]
+
+
 def _worker(rank: int, port: int, out: dict) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
@@ -35,14 +56,26 @@ def _worker(rank: int, port: int, out: dict) -> None:
         opt = Equilibrium([w], lr=0.1, inner_lr=0.05, inner_steps=2)
         opt.step(source_losses=_closures(w, _targets(rank)))
         out[rank] = w.detach().clone()
+        part = slice(0, SPLIT[0]) if rank == 0 else slice(SPLIT[0], sum(SPLIT))
+        for weighted in (True, False):
+            w = torch.nn.Parameter(torch.full((3,), 0.1, dtype=torch.float64))
+            opt = Equilibrium([w], lr=0.3, inner_steps=0)
+            for _ in range(3):
+                opt.step(source_losses=_mse_closures(w, part), batch_size=SPLIT[rank] if weighted else None)
+            out[rank, weighted] = w.detach().clone()
     finally:
         dist.destroy_process_group()
 
 
-def test_ranks_apply_the_rank_averaged_direction() -> None:
+@pytest.fixture(scope="module")
+def out() -> dict:
     manager = mp.Manager()
-    out = manager.dict()
-    mp.spawn(_worker, args=(_free_port(), out), nprocs=2, join=True)
+    shared = manager.dict()
+    mp.spawn(_worker, args=(_free_port(), shared), nprocs=2, join=True)
+    return dict(shared)
+
+
+def test_ranks_apply_the_rank_averaged_direction(out: dict) -> None:
     dirs = []
     for rank in range(2):
         w = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
@@ -55,3 +88,13 @@ def test_ranks_apply_the_rank_averaged_direction() -> None:
     assert not torch.allclose(dirs[0], dirs[1])
     for rank in range(2):
         torch.testing.assert_close(out[rank], expected, rtol=0, atol=1e-15)
+
+
+def test_unequal_shards_weighted_by_batch_size_match_one_process(out: dict) -> None:
+    w = torch.nn.Parameter(torch.full((3,), 0.1, dtype=torch.float64))
+    opt = Equilibrium([w], lr=0.3, inner_steps=0)
+    for _ in range(3):
+        opt.step(source_losses=_mse_closures(w, slice(0, 24)))
+    for rank in range(2):
+        torch.testing.assert_close(out[rank, True], w.detach(), rtol=1e-12, atol=1e-14)
+    assert (out[0, False] - w.detach()).abs().max() > 1e-4  # the unweighted mean of means is off

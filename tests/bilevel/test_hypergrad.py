@@ -139,7 +139,7 @@ def test_cg_can_stop_at_negative_curvature() -> None:
     b = torch.tensor([1.0, 1.0], dtype=torch.float64)
     info = cg_info(lambda v: [A @ v[0]], [b], steps=5, indefinite="stop")
     assert info.hit_indefinite and info.iterations == 0
-    assert torch.equal(info.x[0], b)  # first step: A replaced by I
+    assert torch.equal(info.x[0], b)  # first step: A replaced by I (a copy of b, no arithmetic)
     B = torch.diag(torch.tensor([1.0, 2.0, -0.1], dtype=torch.float64))
     info = cg_info(
         lambda v: [B @ v[0]],

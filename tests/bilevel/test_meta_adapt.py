@@ -98,6 +98,8 @@ def test_first_order_gives_query_gradient_at_adapted_weights() -> None:
     _loss(model, xq, yq)(adapted).backward()
     at = {k: v.detach().requires_grad_(True) for k, v in adapted.items()}
     expected = torch.autograd.grad(_loss(model, xq, yq)(at), list(at.values()))
+    # bit-exact: the same forward values and backward kernels (the detached inner steps pass the
+    # query gradient through an addition unchanged), a path against itself
     for (_, p), e in zip(model.named_parameters(), expected):
         torch.testing.assert_close(p.grad, e, rtol=0, atol=0)
     ref = _meta_grad_reference(model, xs, ys, xq, yq, 0.3, 3, first_order=True)
@@ -111,7 +113,7 @@ def test_adapt_leaves_model_untouched_and_grad_empty() -> None:
     xs, ys = _data(1)
     adapt(model, _loss(model, xs, ys), inner_lr=0.5, inner_steps=4)
     for p, b in zip(model.parameters(), before):
-        assert torch.equal(p, b) and p.grad is None
+        assert torch.equal(p, b) and p.grad is None  # untouched: bit-exact by construction
 
 
 def test_anil_adapts_only_the_head_and_body_still_gets_the_outer_gradient() -> None:
@@ -195,7 +197,7 @@ def test_vmap_batching_with_a_frozen_subset() -> None:
 
     out = adapt_batched(model, loss, (xs, ys), inner_lr=0.2, inner_steps=1, names=["2.bias"])
     assert all(v.shape[0] == 3 for v in out.values())
-    assert torch.equal(out["0.weight"][1], model.get_parameter("0.weight"))
+    assert torch.equal(out["0.weight"][1], model.get_parameter("0.weight"))  # an expanded view, no arithmetic
     a = adapt(model, _loss(model, xs[1], ys[1]), inner_lr=0.2, inner_steps=1, names=["2.bias"])
     torch.testing.assert_close(out["2.bias"][1], a["2.bias"], rtol=0, atol=1e-14)
 
@@ -275,7 +277,7 @@ def test_adapt_can_continue_from_given_parameters() -> None:
     two = adapt(model, _loss(model, xs, ys), inner_lr=0.3, inner_steps=2)
     one = adapt(model, _loss(model, xs, ys), inner_lr=0.3, inner_steps=1)
     again = adapt(model, _loss(model, xs, ys), inner_lr=0.3, inner_steps=1, params=one)
-    for n in two:
+    for n in two:  # the same operations in the same order: bit-exact
         torch.testing.assert_close(again[n], two[n], rtol=0, atol=0)
     with pytest.raises(ValueError, match="does not have"):
         adapt(model, _loss(model, xs, ys), inner_lr=0.3, inner_steps=1, params={"x": torch.zeros(1)})

@@ -37,7 +37,7 @@ def test_reptile_one_step_is_joint_training_gradient() -> None:
     th = m.w.detach()
     expected = 0.5 * (a1 @ (th - c1) + a2 @ (th - c2))
     torch.testing.assert_close(d["w"] / 0.1, expected, rtol=0, atol=1e-12)
-    torch.testing.assert_close(m.w.grad, d["w"], rtol=0, atol=0)
+    torch.testing.assert_close(m.w.grad, d["w"], rtol=0, atol=0)  # .grad is a copy of the returned direction
 
 
 def test_reptile_two_steps_sum_the_path_gradients() -> None:
@@ -160,17 +160,41 @@ def test_batched_imaml_equals_per_task_loop(reg: float) -> None:
         torch.testing.assert_close(b, p.grad, rtol=0, atol=1e-12)
 
 
-def test_batched_imaml_reports_diverging_tasks() -> None:
-    from bilevel.meta import imaml_grad_batched
+def test_batched_imaml_step_control_solves_a_task_too_stiff_for_inner_lr() -> None:
+    """Task 1 (curvature 1e3) makes steps of 0.1 expand by ~100× each; plain descent diverged there. The
+    step control halves its step until descent resumes, so both tasks reach the closed form
+    φ* = -1/(s+λ) (θ = 0, λ = 1) and g = (1 + s/λ)⁻¹ ∇L_val(φ*) = λ/((s+λ)(s+1)) per coordinate."""
+    from bilevel.meta import imaml_adapt_batched, imaml_grad_batched
 
     m = Vec(torch.zeros(D, dtype=torch.float64))
-    scale = torch.tensor([1.0, 1e3], dtype=torch.float64)  # task 1 is far too stiff for inner_lr
+    scale = torch.tensor([1.0, 1e3], dtype=torch.float64)
 
     def loss(p, s):
         return 0.5 * s * (p["w"] ** 2).sum() + p["w"].sum()
 
-    with pytest.raises(ValueError, match=r"tasks \[1\]"):
-        imaml_grad_batched(m, loss, scale, scale, reg=1.0, inner_lr=0.1, inner_steps=200)
+    phi = imaml_adapt_batched(m, loss, scale, reg=1.0, inner_lr=0.1, inner_steps=200)["w"]
+    expected_phi = (-1 / (scale + 1)).reshape(2, 1).expand(2, D)
+    torch.testing.assert_close(phi, expected_phi, rtol=1e-10, atol=0)
+    out = imaml_grad_batched(m, loss, scale, scale, reg=1.0, inner_lr=0.1, inner_steps=200, cg_steps=2)
+    per_task = 1.0 / ((scale + 1) * (scale + 1))
+    torch.testing.assert_close(out["w"], per_task.sum().expand(D), rtol=1e-8, atol=0)
+    torch.testing.assert_close(m.w.grad, out["w"], rtol=0, atol=0)  # accumulated: the same tensor values
+
+
+def test_batched_imaml_reports_non_finite_meta_gradients() -> None:
+    """Task 1's query targets (1e308, finite) make CG's ||r||² overflow: its meta-gradient is named, not
+    returned, and nothing is accumulated."""
+    from bilevel.meta import imaml_grad_batched
+
+    m = Vec(torch.zeros(D, dtype=torch.float64))
+
+    def loss(p, target):
+        return 0.5 * ((p["w"] - target) ** 2).sum()
+
+    support = torch.zeros(2, D, dtype=torch.float64)
+    query = torch.tensor([[0.0] * D, [1e308] * D], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"meta-gradient for tasks \[1\]"):
+        imaml_grad_batched(m, loss, support, query, reg=1.0, inner_lr=0.1, inner_steps=1)
     assert m.w.grad is None
 
 

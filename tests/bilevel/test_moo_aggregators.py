@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.problems import exact_min_norm  # independent reference (KKT enumeration)
 from bilevel.moo import MGDA, CAGrad, MoDo, PCGrad, cagrad_weights, mgda_weights, modo_step, project_simplex
 from bilevel.moo._simplex import frank_wolfe_gap, min_norm_weights
 
@@ -32,28 +33,6 @@ instances = st.builds(
     shift=st.sampled_from([0.0, 0.5, 2.0]),
     scale_spread=st.sampled_from([0.0, 1.0, 3.0]),
 )
-
-
-def exact_min_norm(q: torch.Tensor) -> float:
-    """Independent reference: best affine minimiser over all supports that is feasible (KKT enumeration)."""
-    m = q.shape[0]
-    best = math.inf
-    for r in range(1, m + 1):
-        for S in itertools.combinations(range(m), r):
-            idx = list(S)
-            kkt = torch.zeros(r + 1, r + 1, dtype=torch.float64)
-            kkt[:r, :r] = q[idx][:, idx]
-            kkt[:r, r] = 1
-            kkt[r, :r] = 1
-            rhs = torch.zeros(r + 1, dtype=torch.float64)
-            rhs[r] = 1
-            mu = torch.linalg.lstsq(kkt, rhs.unsqueeze(1)).solution.squeeze(1)[:r]
-            if (mu < -1e-12).any() or abs(float(mu.sum()) - 1) > 1e-9:
-                continue
-            w = torch.zeros(m, dtype=torch.float64)
-            w[idx] = mu
-            best = min(best, float(w @ q @ w))
-    return best
 
 
 # ----------------------------------------------------------------------------------------- MGDA
@@ -305,7 +284,7 @@ def test_pcgrad_state_dict_resumes_bitwise() -> None:
     expected = a(G)
     b = PCGrad(seed=0)
     b.load_state_dict(state)
-    assert torch.equal(b(G), expected)
+    assert torch.equal(b(G), expected)  # a resumed run against the uninterrupted one: same ops, exact
 
 
 # ----------------------------------------------------------------------------------------- MoDo
@@ -378,7 +357,7 @@ def test_modo_state_dict_resume_bitwise() -> None:
     c = MoDo(gamma=0.3, rho=0.1)
     c.load_state_dict(b.state_dict())
     rest = [c(*p) for p in Gs[3:]]
-    assert all(torch.equal(x, y) for x, y in zip(full[3:], rest))
+    assert all(torch.equal(x, y) for x, y in zip(full[3:], rest))  # resume against itself: exact
     with pytest.raises(ValueError, match="objectives"):
         c(torch.randn(4, 4))
 
@@ -404,7 +383,7 @@ def test_input_checks(agg) -> None:
 def test_zero_gradients(agg) -> None:
     Z = torch.zeros(3, 4)
     d = agg(Z)
-    assert torch.equal(d, torch.zeros(4))
+    assert torch.equal(d, torch.zeros(4))  # w·0 = 0 exactly for finite w, in any kernel
     G = torch.tensor([[1.0, 2.0], [0.0, 0.0], [-1.0, 0.5]])
     d = agg(G)
     assert bool(torch.isfinite(d).all())
@@ -414,6 +393,7 @@ def test_zero_gradients(agg) -> None:
 
 def test_mgda_weights_functional_matches_class() -> None:
     G = rand_G(9, 4, 5)
+    # MGDA.weights forms the same G @ G.T and calls mgda_weights: a path against itself, exact
     assert torch.equal(mgda_weights(G @ G.T), MGDA().weights(G))
 
 
@@ -423,7 +403,7 @@ def test_cagrad_pareto_stationary_interior_optimum() -> None:
     G = rand_G(seed=0, m=2, d=1)
     assert float(G[0, 0] * G[1, 0]) < 0  # conflicting
     d = CAGrad(2.0, rescale=0)(G)
-    assert torch.equal(d, torch.zeros_like(d))
+    assert torch.equal(d, torch.zeros_like(d))  # the interior optimum is set to exact zeros
     # for c < 1 the optimum stays on the ball
     d = CAGrad(0.5, rescale=0)(G)
     assert abs(float((d - G.mean(0)).norm()) - 0.5 * float(G.mean(0).norm())) <= 1e-12

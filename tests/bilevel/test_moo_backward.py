@@ -140,22 +140,7 @@ def test_backward_double_sampling_modo() -> None:
     assert torch.allclose(r.weights, ref_agg.lam, atol=1e-14)
 
 
-def test_backward_input_errors() -> None:
-    enc, heads = make_model()
-    x, ys = data()
-    L = make_losses(enc, heads, x, ys)
-    with pytest.raises(ValueError, match="at least 2"):
-        backward(L[:1], enc.parameters(), MGDA())
-    with pytest.raises(ValueError, match="non-finite"):
-        backward([L[0], L[1] * float("nan")], enc.parameters(), MGDA())
-    with pytest.raises(ValueError, match="empty"):
-        backward(L, [], MGDA())
-    with pytest.raises(ValueError, match="both"):
-        backward(L, enc.parameters(), MGDA(), task_params=enc.parameters())
-    with pytest.raises(ValueError, match="second_losses has 2"):
-        backward(L, enc.parameters(), MGDA(), second_losses=L[:2])
-    with pytest.raises(ValueError, match="does not require grad"):
-        backward([L[0], torch.tensor(1.0, dtype=torch.float64)], enc.parameters(), MGDA())
+# Bad input to backward: the shared table in test_moo_bad_input.py.
 
 
 # ------------------------------------------------------------------------------- layer selection
@@ -320,7 +305,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
         x, ys = data(n=20)
         sl = slice(rank * 10, (rank + 1) * 10)
         L = make_losses(enc, heads, x[sl], [y[sl] for y in ys])
-        backward(L, enc.parameters(), CAGrad(0.4), task_params=heads.parameters())
+        backward(L, enc.parameters(), CAGrad(0.4))  # heads inferred: the same order on every rank
         if rank == 0:
             torch.save([p.grad for p in [*enc.parameters(), *heads.parameters()]], out)
     finally:
@@ -329,7 +314,8 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 
 def test_backward_ddp_two_processes(tmp_path) -> None:
     """Each rank sees half the batch; averaged per-objective gradients ⇒ the same .grad as one process on
-    the full batch (the losses are means over equal halves)."""
+    the full batch (the losses are means over equal halves). The ranks infer the heads from the graph;
+    the reference passes them."""
     import torch.multiprocessing as mp
 
     out = str(tmp_path / "grads.pt")
@@ -390,7 +376,8 @@ def _train(steps: int, state=None):
 
 
 def test_training_resume_is_bitwise() -> None:
-    """MoDo (double sampling) + layer selection + Adam: 3 steps, checkpoint, 3 more == 6 uninterrupted."""
+    """MoDo (double sampling) + layer selection + Adam: 3 steps, checkpoint, 3 more == 6 uninterrupted
+    (a path against itself, so bit-exact)."""
     import copy
 
     full = _train(6)
@@ -422,3 +409,127 @@ def test_layer_scores_properties(seed: int, m: int, n_layers: int) -> None:
     rest = [float(s[i]) for i in range(n_layers) if i not in chosen]
     assert float(s[chosen].max()) <= min(rest, default=2.0)
     assert select_layers(s, threshold=0.0) == [i for i in range(n_layers) if float(s[i]) < 0]
+
+
+# ---------------------------------------------------------------------- inferred task parameters
+
+
+class Net(nn.Module):
+    """A trunk, T heads, a frozen projection (requires_grad False) and a parameter no loss uses."""
+
+    def __init__(self, T: int = 3) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.trunk = nn.Sequential(nn.Linear(6, 10), nn.Tanh(), nn.Linear(10, 8), nn.Tanh()).double()
+        self.frozen = nn.Linear(8, 8).double().requires_grad_(False)
+        self.heads = nn.ModuleList([nn.Linear(8, 1) for _ in range(T)]).double()
+        self.unused = nn.Parameter(torch.ones(2, dtype=torch.float64))
+
+    def forward(self, x, ys):
+        f = self.frozen(self.trunk(x))
+        return f, [((h(f) - y) ** 2).mean() for h, y in zip(self.heads, ys)]
+
+
+def test_backward_infers_task_params() -> None:
+    """Without task_params the heads get the gradient of Σ L_i, as with task_params given; frozen and
+    unused parameters get nothing; ``task_params=[]`` gives the heads nothing."""
+    x, ys = data()
+    grads = {}
+    for mode in ("inferred", "explicit", "none"):
+        net = Net()
+        kw = {
+            "inferred": {},
+            "explicit": {"task_params": net.heads.parameters()},
+            "none": {"task_params": []},
+        }
+        r = backward(net(x, ys)[1], net.trunk.parameters(), MGDA(), **kw[mode])
+        grads[mode] = {n: None if p.grad is None else p.grad.clone() for n, p in net.named_parameters()}
+        if mode == "inferred":
+            assert {id(p) for p in r.task_params} == {id(p) for p in net.heads.parameters()}
+            assert len(r.task_params) == len(list(net.heads.parameters()))
+    heads = [n for n in grads["explicit"] if n.startswith("heads")]
+    assert heads and all(grads["none"][n] is None for n in heads)
+    for n, g in grads["explicit"].items():
+        if n.startswith(("frozen", "unused")):
+            assert g is None and grads["inferred"][n] is None, n
+        else:
+            # the same operations in both modes: only the list of task parameters differs
+            torch.testing.assert_close(grads["inferred"][n], g, atol=1e-15, rtol=0)
+    # the heads' gradient is the independent reference ∇ Σ L_i
+    net = Net()
+    ref = torch.autograd.grad(sum(net(x, ys)[1]), list(net.heads.parameters()))
+    for n, g in zip(heads, ref):
+        torch.testing.assert_close(grads["inferred"][n], g, atol=1e-14, rtol=1e-12)
+
+
+def test_backward_infers_task_params_with_double_sampling_and_selection() -> None:
+    x1, ys1 = data(1)
+    x2, ys2 = data(2)
+    net, ref = Net(), Net()
+    sel = LayerSelection(k=1, apply_to="selected", others="mean", rescore_every=1)
+    backward(net(x1, ys1)[1], net.trunk.parameters(), MoDo(0.2), second_losses=net(x2, ys2)[1], selection=sel)
+    total = 0.5 * (sum(ref(x1, ys1)[1]) + sum(ref(x2, ys2)[1]))
+    for p, g in zip(net.heads.parameters(), torch.autograd.grad(total, list(ref.heads.parameters()))):
+        torch.testing.assert_close(p.grad, g, atol=1e-14, rtol=1e-12)
+
+
+@pytest.mark.peers
+def test_backward_without_task_params_matches_torchjd_mtl_backward() -> None:
+    """torchjd 0.18's ``mtl_backward`` (heads inferred from the graph) + ``jac_to_grad``: the same .grad on
+    every parameter. PCGrad draws its order from a seeded generator here and from torch's global RNG in
+    torchjd (same seed, same stream); the tolerance covers the different summation orders."""
+    from torchjd.aggregation import PCGrad as JdPCGrad
+    from torchjd.autojac import jac_to_grad, mtl_backward
+
+    x, ys = data()
+    ours, theirs = Net(), Net()
+    backward(ours(x, ys)[1], ours.trunk.parameters(), PCGrad(seed=4))
+    f, L = theirs(x, ys)
+    mtl_backward(L, features=f)
+    torch.manual_seed(4)
+    jac_to_grad(theirs.trunk.parameters(), JdPCGrad())
+    for (n, a), b in zip(ours.named_parameters(), theirs.parameters()):
+        if b.grad is None:
+            assert a.grad is None, n
+        else:
+            torch.testing.assert_close(a.grad, b.grad, atol=1e-12, rtol=1e-10, msg=n)
+
+
+# ------------------------------------------------------------------------ the selection's policy
+
+
+def test_backward_uses_the_selection_policy_not_its_internals() -> None:
+    """backward asks the selection for a plan, feeds it the layer Gramians on a scoring step, and lets it
+    count the step; the plan names exactly the tensors whose per-objective gradients are computed."""
+    m = TwoLayer()
+    sel = LayerSelection(threshold=0.0, rescore_every=2)
+    plan = sel.plan([m.a, m.b])
+    assert plan.scoring and plan.tensors == [0, 1] and plan.layer_of == [0, 1]
+    backward(m.losses(), [m.a, m.b], MGDA(), selection=sel)
+    assert sel.steps == 1 and sel.selected == [0]
+    plan = sel.plan([m.a, m.b])
+    assert not plan.scoring and plan.tensors == [0]
+    backward(m.losses(), [m.a, m.b], MGDA(), selection=sel)
+    assert sel.steps == 2 and sel.needs_scoring()
+    sel.steps = 0  # documented: forces a re-scoring at the next step
+    assert sel.plan([m.a, m.b]).scoring
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.floats(-1.0, 1.0), min_size=1, max_size=12),
+    st.integers(1, 5),
+    st.sampled_from([None, 0.0, -0.3]),
+)
+def test_still_selectable_keeps_a_superset_of_the_final_selection(scores, k, threshold) -> None:
+    """Streaming the layers' scores through ``still_selectable`` never drops a layer the final selection
+    contains (lean scoring relies on it)."""
+    sel = LayerSelection(k=k) if threshold is None else LayerSelection(threshold=threshold)
+    final = set(select_layers(torch.tensor(scores, dtype=torch.float64), threshold=sel.threshold, k=sel.k))
+    alive: set[int] = set()
+    seen: dict[int, float] = {}
+    for i, s in enumerate(scores):
+        seen[i] = s
+        alive = sel.still_selectable(seen)
+        assert final & set(seen) <= alive
+    assert alive == final

@@ -12,6 +12,7 @@ import torch
 
 import bilevel
 from bilevel import LinearRamp, PenaltyBGD
+from tests.bilevel._asserts import BadInput, assert_params_unchanged, assert_rejects, snapshot
 
 D = torch.float64
 
@@ -284,51 +285,123 @@ def test_readme_style_shared_model_runs_and_lowers_both_losses() -> None:
 # -- bad input ---------------------------------------------------------------------------------------
 
 
-def test_bad_construction_arguments_raise_clear_errors() -> None:
-    p, q = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
-    with pytest.raises(ValueError, match="lower_params is empty"):
-        PenaltyBGD([p], [])
-    with pytest.raises(ValueError, match="both upper_params and lower_params"):
-        PenaltyBGD([p], [q, p])
-    with pytest.raises(ValueError, match="gamma must be >= 0"):
-        PenaltyBGD([p], [q], gamma=-1.0)
-    with pytest.raises(ValueError, match="gamma must be >= 0"):
-        PenaltyBGD([p], [q], gamma=LinearRamp(-1.0, 1.0, 10))
-    with pytest.raises(ValueError, match="inner_steps"):
-        PenaltyBGD([p], [q], inner_steps=-1)
-    with pytest.raises(ValueError, match="inner_lr"):
-        PenaltyBGD([p], [q], inner_lr=0.0)
-    with pytest.raises(ValueError, match="penalty must be one of"):
-        PenaltyBGD([p], [q], penalty="l2")
-    with pytest.raises(ValueError, match="gamma_per"):
-        PenaltyBGD([p], [q], gamma_per="batch")
-    with pytest.raises(TypeError, match="scale_steps"):
-        PenaltyBGD([p], [q], scale_steps=1)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="optimizer"):
-        PenaltyBGD([p], [q], optimizer="adam")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="gamma"):
-        PenaltyBGD([p], [q], gamma="big")  # type: ignore[arg-type]
-    opt = PenaltyBGD([p], [q])
-    with pytest.raises(NotImplementedError, match="param groups"):
-        opt.add_param_group({"params": [torch.zeros(1, requires_grad=True)]})
+_P, _Q = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
+_A, _B, _X, _Y, _F, _G, _LAM, _C = quad()
 
 
-def test_bad_losses_raise_clear_errors() -> None:
+def _pstep(upper_loss, lower_loss, **kw):
+    return PenaltyBGD([_X], [_Y], **{"lr": 0.1, "gamma": 1.0, **kw}).step(
+        upper_loss=upper_loss, lower_loss=lower_loss
+    )
+
+
+BAD_INPUT = [
+    BadInput("empty lower_params", lambda: PenaltyBGD([_P], []), ValueError, "lower_params is empty"),
+    BadInput(
+        "overlapping levels",
+        lambda: PenaltyBGD([_P], [_Q, _P]),
+        ValueError,
+        "both upper_params and lower_params",
+    ),
+    BadInput("negative gamma", lambda: PenaltyBGD([_P], [_Q], gamma=-1.0), ValueError, "gamma must be >= 0"),
+    BadInput(
+        "negative gamma schedule",
+        lambda: PenaltyBGD([_P], [_Q], gamma=LinearRamp(-1.0, 1.0, 10)),
+        ValueError,
+        "gamma must be >= 0",
+    ),
+    BadInput(
+        "negative inner_steps", lambda: PenaltyBGD([_P], [_Q], inner_steps=-1), ValueError, "inner_steps"
+    ),
+    BadInput("zero inner_lr", lambda: PenaltyBGD([_P], [_Q], inner_lr=0.0), ValueError, "inner_lr"),
+    BadInput("negative lr", lambda: PenaltyBGD([_P], [_Q], lr=-0.1), ValueError, "lr"),
+    BadInput(
+        "unknown penalty", lambda: PenaltyBGD([_P], [_Q], penalty="l2"), ValueError, "penalty must be one of"
+    ),
+    BadInput("unknown gamma_per", lambda: PenaltyBGD([_P], [_Q], gamma_per="batch"), ValueError, "gamma_per"),
+    BadInput(
+        "scale_steps not a bool", lambda: PenaltyBGD([_P], [_Q], scale_steps=1), TypeError, "scale_steps"
+    ),
+    BadInput(
+        "check_finite not a bool",
+        lambda: PenaltyBGD([_P], [_Q], check_finite=None),
+        TypeError,
+        "check_finite",
+    ),
+    BadInput("optimizer a string", lambda: PenaltyBGD([_P], [_Q], optimizer="adam"), TypeError, "optimizer"),
+    BadInput("gamma a string", lambda: PenaltyBGD([_P], [_Q], gamma="big"), TypeError, "gamma"),
+    BadInput(
+        "vector upper loss", lambda: _pstep(lambda: _Y * 2, _G), ValueError, "upper_loss must return a scalar"
+    ),
+    BadInput(
+        "nan lower loss",
+        lambda: _pstep(_F, lambda: _G() * float("nan")),
+        ValueError,
+        "lower_loss returned a non-finite",
+    ),
+    BadInput(
+        "float upper loss",
+        lambda: _pstep(lambda: 1.0, _G),
+        TypeError,
+        "upper_loss must return a scalar torch.Tensor",
+    ),
+    BadInput("one positional closure", lambda: PenaltyBGD([_X], [_Y]).step(_F), TypeError, "two closures"),
+    BadInput(
+        "losses without the parameters",
+        lambda: _pstep(
+            lambda: torch.ones((), requires_grad=True) * 1.0, lambda: torch.ones((), requires_grad=True) * 1.0
+        ),
+        ValueError,
+        "does not depend on the parameters",
+    ),
+    BadInput(
+        "lower loss without the lower parameters",
+        lambda: _pstep(_F, lambda: _X.pow(2).sum(), inner_steps=1, inner_lr=0.1),
+        ValueError,
+        "lower_loss returned a loss that does not depend",
+    ),
+    BadInput(
+        "infinite gradient",
+        lambda: _pstep(lambda: _F() + (_X * 0).abs().sqrt().sum(), _G),
+        ValueError,
+        "gradient is not finite",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", BAD_INPUT, ids=lambda c: c.name)
+def test_bad_input_raises_a_clear_error_and_leaves_the_parameters(case: BadInput) -> None:
+    before = snapshot([_X, _Y])
+    assert_rejects(case)
+    assert_params_unchanged([_X, _Y], before)
+
+
+def test_a_gamma_schedule_that_turns_negative_is_caught_at_the_step() -> None:
     A, b, x, y, f, g, lam, c = quad()  # noqa: RUF059
-    opt = PenaltyBGD([x], [y], lr=0.1, gamma=1.0)
-    with pytest.raises(ValueError, match="upper_loss must return a scalar"):
-        opt.step(upper_loss=lambda: y * 2, lower_loss=g)
-    with pytest.raises(ValueError, match="lower_loss returned a non-finite"):
-        opt.step(upper_loss=f, lower_loss=lambda: g() * float("nan"))
-    with pytest.raises(TypeError, match="upper_loss must return a scalar torch.Tensor"):
-        opt.step(upper_loss=lambda: 1.0, lower_loss=g)  # type: ignore[arg-type, return-value]
-    with pytest.raises(TypeError, match="two closures"):
-        opt.step(f)  # type: ignore[call-arg]
     ramp_down = PenaltyBGD([x], [y], gamma=lambda k: 1.0 - k)
     ramp_down.step(upper_loss=f, lower_loss=g)
     ramp_down.step(upper_loss=f, lower_loss=g)
     with pytest.raises(ValueError, match="gamma must be >= 0"):
         ramp_down.step(upper_loss=f, lower_loss=g)
+
+
+def test_step_under_no_grad_still_differentiates_the_closures() -> None:
+    A, b, x, y, f, g, lam, c = quad()
+    x2, y2 = x.detach().clone().requires_grad_(), y.detach().clone().requires_grad_()
+    ref = PenaltyBGD([x2], [y2], lr=0.1)
+    ref.step(upper_loss=lambda: f_of(x2, y2, b, lam), lower_loss=lambda: g_of(x2, y2, A, c))
+    opt = PenaltyBGD([x], [y], lr=0.1)
+    with torch.no_grad():
+        opt.step(upper_loss=f, lower_loss=g)
+    assert torch.equal(x.detach(), x2.detach()) and torch.equal(y.detach(), y2.detach())  # same ops
+
+
+def f_of(x, y, b, lam):
+    return 0.5 * (y - b).pow(2).sum() + 0.5 * lam * x.pow(2).sum()
+
+
+def g_of(x, y, A, c):
+    return 0.5 * (y - A @ x).pow(2).sum() + 0.5 * c * x.pow(2).sum()
 
 
 def test_load_state_dict_rejects_mismatches() -> None:

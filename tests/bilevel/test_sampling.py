@@ -1,4 +1,7 @@
-"""SRS and comparison samplers: sizes, laws, reproducibility, resume, DataLoader use, errors."""
+"""SRS and comparison samplers: sizes, laws, reproducibility, resume, DataLoader use, errors.
+
+``torch.equal`` here compares integer index tensors produced by the same seeded draws (a path against
+itself), which are exact on every CPU; the laws are checked with stated statistical tolerances."""
 
 from __future__ import annotations
 

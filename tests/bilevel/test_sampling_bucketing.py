@@ -70,7 +70,7 @@ def test_bucketing_cuts_padding_and_is_reproducible() -> None:
     bucketed.set_epoch(3)
     assert list(again) == list(bucketed)
     state = bucketed.state_dict()
-    assert state == {"seed": bucketed.sampler.seed, "epoch": 4}
+    assert state == {"seed": bucketed.sampler.seed, "epoch": 4, "position": 0}
 
 
 def test_works_on_any_epoch_sampler_and_an_overlong_item_is_alone() -> None:

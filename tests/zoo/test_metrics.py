@@ -1,8 +1,9 @@
-"""WER, CER, BLEU, chrF against hand-computed values and jiwer."""
+"""WER, CER, BLEU, chrF against hand-computed values, jiwer's defaults and a reference Levenshtein."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import jiwer
 import pytest
@@ -36,12 +37,42 @@ def test_wer_matches_jiwer(pairs: list[tuple[str, str]]) -> None:
     assert wer(refs, hyps) == pytest.approx(jiwer.wer(refs, hyps), abs=1e-12)
 
 
+def levenshtein(a: Sequence[object], b: Sequence[object]) -> int:
+    """The textbook dynamic programme (the independent reference; the library uses jiwer/torchaudio)."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        prev = cur
+    return prev[-1]
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.text("abc ", max_size=10), st.text("abc ", max_size=10))
-def test_edit_distance_matches_torchaudio(a: str, b: str) -> None:
-    import torchaudio.functional as AF
+def test_edit_distance_matches_reference(a: str, b: str) -> None:
+    assert edit_distance(a, b) == levenshtein(a, b)
+    assert edit_distance(a.split(), b.split()) == levenshtein(a.split(), b.split())
 
-    assert edit_distance(a, b) == AF.edit_distance(list(a), list(b))
+
+# Strings with leading, trailing and repeated spaces and empty references: our tokenisation is
+# str.split() for words and every character (spaces included, nothing stripped) for characters.
+texts = st.text("ab c", max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(texts, texts), min_size=1, max_size=5))
+def test_error_counts_equal_reference_levenshtein(pairs: list[tuple[str, str]]) -> None:
+    refs, hyps = [r for r, _ in pairs], [h for _, h in pairs]
+    for unit, tok in (("word", str.split), ("char", list)):
+        expected = (
+            sum(levenshtein(tok(r), tok(h)) for r, h in pairs),
+            sum(len(tok(r)) for r in refs),
+        )
+        assert error_counts(refs, hyps, unit) == expected
+        if expected[1]:
+            rate = wer(refs, hyps) if unit == "word" else cer(refs, hyps)
+            assert rate == pytest.approx(expected[0] / expected[1], abs=1e-15)
 
 
 def test_bleu_hand_computed() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,16 +16,20 @@ from zoo.losses import CPCLoss, MaskedPredictionLoss
 from zoo.recipes import (
     ABLATIONS,
     METHODS,
-    BatchStream,
     BLJustConfig,
-    BLJustTrainer,
     ablate,
-    build_model,
+    bl_just_trainer,
+    build_parts,
     ctc_objective,
-    evaluate,
+    evaluations_done,
+    phase_at,
     phase_plan,
     plan_evaluations,
 )
+from zoo.recipes.__main__ import main
+from zoo.recipes.cli import PRESETS, BLJustRun, parser
+from zoo.recipes.experiment import stream
+from zoo.training import CheckpointError, Trainer, dataclass_from_args, evaluate
 
 CHARS = "abcd "
 F = 6
@@ -84,20 +89,23 @@ def make_trainer(
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
     ssl: str = "cpc",
-) -> BLJustTrainer:
-    parts = build_model("tiny", F, len(CHARS) + 1, seed=seed, dim=16)
+) -> Trainer:
+    parts = build_parts("tiny", F, len(CHARS) + 1, seed=seed, dim=16)
     torch.manual_seed(seed + 1)
     loss: torch.nn.Module
     if ssl == "cpc":
         loss = CPCLoss(16, steps=2, context_frames=8, future_frames=4, seed=seed)
     else:
         loss = MaskedPredictionLoss(16, F, stride=parts.stride, seed=seed)
-    parts.encoder.to(dtype)
-    parts.ctc_head.to(dtype)
+    parts.to(dtype)
     loss.to(dtype)
-    lab = BatchStream(toy_items(12, 1, dtype), 4, collate, seed=seed)
-    unl = BatchStream(toy_items(24, 2, dtype), 4, collate, seed=seed + 1)
-    return BLJustTrainer(parts, loss, lab, unl, cfg, method)
+    lab = stream(toy_items(12, 1, dtype), 4, collate, seed=seed)
+    unl = stream(toy_items(24, 2, dtype), 4, collate, seed=seed + 1)
+    return bl_just_trainer(parts, loss, lab, unl, cfg, method)
+
+
+def history(tr: Trainer) -> list[dict[str, Any]]:
+    return tr.state.history
 
 
 # -- compute accounting ------------------------------------------------------------------------------
@@ -173,56 +181,63 @@ def test_joint_step_routes_the_penalty_gradients_per_block() -> None:
     )
     tr = make_trainer(cfg, dtype=torch.float64)
     twin = copy.deepcopy(tr)
-    lab, unl = next(twin.labelled), next(twin.unlabelled)
-    f = ctc_objective(twin.parts, lab)
-    g = twin.ssl_loss(twin.parts.encoder, unl["feats"], unl["feat_lens"])
-    theta, phi = twin.parts.encoder_params(), twin.parts.head_params()
-    eta = list(twin.ssl_loss.parameters())
+    batch = twin.state.data.batch(0)
+    lab, unl = batch["labelled"], batch["unlabelled"]
+    parts, ssl = twin.state.modules["model"], twin.state.modules["ssl_loss"]
+    f = ctc_objective(parts, lab)
+    g = ssl(parts.encoder, unl["feats"], unl["feat_lens"])
+    theta, phi = parts.encoder_params(), parts.head_params()
+    eta = list(ssl.parameters())
     d_theta = torch.autograd.grad(f + gamma * g, theta, retain_graph=True)
     d_phi = torch.autograd.grad(f, phi)
     d_eta = torch.autograd.grad(gamma * g, eta)
     rec = tr.step()
-    assert rec.phase == "joint" and rec.gamma == gamma
-    assert rec.f == pytest.approx(f.item(), rel=1e-12) and rec.g == pytest.approx(g.item(), rel=1e-12)
-    got = (tr.parts.encoder_params(), tr.parts.head_params(), list(tr.ssl_loss.parameters()))
+    assert rec["phase"] == "joint" and rec["gamma"] == gamma
+    assert rec["f"] == pytest.approx(f.item(), rel=1e-12) and rec["g"] == pytest.approx(g.item(), rel=1e-12)
+    p0, s0 = tr.state.modules["model"], tr.state.modules["ssl_loss"]
+    got = (p0.encoder_params(), p0.head_params(), list(s0.parameters()))
     for params, want in zip(got, (d_theta, d_phi, d_eta)):
         for p, w in zip(params, want):
             torch.testing.assert_close(p.grad, w, rtol=1e-10, atol=1e-12)
-    assert tr.evaluations() == {"sup": 1, "unsup": 1, "total": 2}
+    assert evaluations_done(phase_plan("bl_just", cfg), tr.state.step) == {"sup": 1, "unsup": 1, "total": 2}
 
 
 def test_gamma_ramps_linearly_over_the_joint_phase() -> None:
     cfg = BLJustConfig(exploration_steps=2, joint_steps=6, finetune_steps=1, gamma_start=0.0, gamma_max=1.0)
     tr = make_trainer(cfg)
     hist = tr.run()
-    gammas = [h.gamma for h in hist if h.phase == "joint"]
+    gammas = [h["gamma"] for h in hist if h["phase"] == "joint"]
     assert gammas == pytest.approx([k / 5 for k in range(6)], abs=1e-12)
-    assert [h.phase for h in hist] == ["ssl"] * 2 + ["joint"] * 6 + ["sup"]
-    assert all(h.g is not None for h in hist[:8]) and all(h.f is not None for h in hist[2:])
+    assert [h["phase"] for h in hist] == ["ssl"] * 2 + ["joint"] * 6 + ["sup"]
+    assert all(h["g"] is not None for h in hist[:8]) and all(h["f"] is not None for h in hist[2:])
+    assert [phase_at(phase_plan("bl_just", cfg), k).kind for k in range(9)] == [h["phase"] for h in hist]
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_resume_from_a_checkpoint_is_bitwise_identical(method: str) -> None:
+def test_resume_from_a_checkpoint_is_bitwise_identical(method: str, tmp_path: Path) -> None:
     cfg = BLJustConfig(exploration_steps=3, joint_steps=4, finetune_steps=2)
     a = make_trainer(cfg, method)
     a.run()
     b = make_trainer(cfg, method)
     for _ in range(5):  # stops inside the joint phase for BL-JUST
         b.step()
-    state = copy.deepcopy(b.state_dict())
+    b.save(tmp_path / "ck.pt")
     for _ in range(2):  # diverge, then restore into a fresh trainer built from another seed
         b.step()
+    torch.manual_seed(99)
     c = make_trainer(cfg, method, seed=7)
-    c.load_state_dict(state)
+    c.load(tmp_path / "ck.pt")
     c.run()
-    for pa, pc in zip(a.parts.encoder.parameters(), c.parts.encoder.parameters()):
-        assert torch.equal(pa, pc)
-    for pa, pc in zip(a.ssl_loss.parameters(), c.ssl_loss.parameters()):
-        assert torch.equal(pa, pc)
-    assert [h.f for h in a.progress.history] == [h.f for h in c.progress.history]
-    assert a.evaluations() == c.evaluations() == plan_evaluations(phase_plan(method, cfg))
-    with pytest.raises(ValueError, match="another method or config"):
-        make_trainer(BLJustConfig(joint_steps=9), method).load_state_dict(state)
+    for ma, mc in (("model", "model"), ("ssl_loss", "ssl_loss")):
+        for pa, pc in zip(a.state.modules[ma].parameters(), c.state.modules[mc].parameters()):
+            assert torch.equal(pa, pc)
+    assert [h["f"] for h in history(a)] == [h["f"] for h in history(c)]
+    assert [h["g"] for h in history(a)] == [h["g"] for h in history(c)]
+    assert evaluations_done(phase_plan(method, cfg), c.state.step) == plan_evaluations(
+        phase_plan(method, cfg)
+    )
+    with pytest.raises(CheckpointError, match="config"):
+        make_trainer(BLJustConfig(joint_steps=9), method).load(tmp_path / "ck.pt")
 
 
 def test_bl_just_learns_the_toy_task_and_keeps_the_ssl_loss_low() -> None:
@@ -238,14 +253,14 @@ def test_bl_just_learns_the_toy_task_and_keeps_the_ssl_loss_low() -> None:
     )
     tr = make_trainer(cfg)
     hist = tr.run()
-    joint = [h for h in hist if h.phase == "joint"]
-    f0 = sum(h.f for h in joint[:20]) / 20
-    f1 = sum(h.f for h in joint[-20:]) / 20
-    g0 = sum(h.g for h in joint[:20]) / 20
-    g1 = sum(h.g for h in joint[-20:]) / 20
+    joint = [h for h in hist if h["phase"] == "joint"]
+    f0 = sum(h["f"] for h in joint[:20]) / 20
+    f1 = sum(h["f"] for h in joint[-20:]) / 20
+    g0 = sum(h["g"] for h in joint[:20]) / 20
+    g1 = sum(h["g"] for h in joint[-20:]) / 20
     assert f1 < 0.5 * f0
     assert g1 < g0 < math.log(8)  # CPC below chance (8 pairs per batch) and still falling
-    res = evaluate(tr.parts, toy_items(8, 3), collate, decode)
+    res = evaluate(tr.state.model, toy_items(8, 3), decode, collate)
     assert res["cer"] < 0.3 and len(res["hyps"]) == 8
 
 
@@ -253,15 +268,15 @@ def test_masked_prediction_runs_as_the_lower_level() -> None:
     cfg = BLJustConfig(exploration_steps=2, joint_steps=3, finetune_steps=1)
     tr = make_trainer(cfg, ssl="masked")
     hist = tr.run()
-    assert all(math.isfinite(h.g) for h in hist if h.g is not None) and tr.done
-    with pytest.raises(RuntimeError, match="finished"):
+    assert all(math.isfinite(h["g"]) for h in hist if h["g"] is not None) and len(hist) == 6
+    with pytest.raises(ValueError, match="finished"):
         tr.step()
 
 
 @pytest.mark.parametrize("ssl", ["cpc", "masked"])
 def test_the_zoo_conformer_plugs_in_as_the_shared_encoder(ssl: str) -> None:
     """One step of every phase with the zoo's Conformer; θ excludes its CTC head, which φ holds."""
-    parts = build_model("conformer", F, len(CHARS) + 1, seed=0)
+    parts = build_parts("conformer", F, len(CHARS) + 1, seed=0)
     head = {id(p) for p in parts.head_params()}
     assert head and not head & {id(p) for p in parts.encoder_params()}
     loss: torch.nn.Module
@@ -269,23 +284,33 @@ def test_the_zoo_conformer_plugs_in_as_the_shared_encoder(ssl: str) -> None:
         loss = CPCLoss(parts.dim, steps=2, context_frames=8, future_frames=4)
     else:
         loss = MaskedPredictionLoss(parts.dim, F, stride=parts.stride)
-    lab = BatchStream(toy_items(4, 1), 2, collate, seed=0)
-    unl = BatchStream(toy_items(4, 2), 2, collate, seed=1)
-    tr = BLJustTrainer(
+    lab = stream(toy_items(4, 1), 2, collate, seed=0)
+    unl = stream(toy_items(4, 2), 2, collate, seed=1)
+    tr = bl_just_trainer(
         parts, loss, lab, unl, BLJustConfig(exploration_steps=1, joint_steps=1, finetune_steps=1)
     )
     before = [p.detach().clone() for p in parts.encoder_params()]
     hist = tr.run()
-    assert [h.phase for h in hist] == ["ssl", "joint", "sup"]
+    assert [h["phase"] for h in hist] == ["ssl", "joint", "sup"]
     assert all(not torch.equal(b, p) for b, p in zip(before, parts.encoder_params()) if p.dim() > 1)
 
 
-def test_command_line_entry_points_reject_unknown_recipes_and_options() -> None:
-    from zoo.recipes.__main__ import main
-    from zoo.recipes.cli import parser
-
-    assert main([]) == 2 and main(["no_such_recipe"]) == 2 and main(["--help"]) == 0
-    args = parser().parse_args(["--preset", "standard", "--shares", "0.05", "0.1", "--steps", "1", "2", "3"])
-    assert args.shares == [0.05, 0.1] and args.steps == [1, 2, 3]
+def test_command_line_entry_points_reject_unknown_recipes_and_options(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main([]) == 2 and main(["--help"]) == 0
+    assert main(["no_such_recipe"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown recipe 'no_such_recipe'" in err and "bl_just" in err
+    args = parser("standard").parse_args(
+        ["--preset", "standard", "--shares", "0.05", "0.1", "--steps", "1", "2", "3"]
+    )
+    run = dataclass_from_args(BLJustRun, args)
+    assert run.shares == (0.05, 0.1) and run.steps == (1, 2, 3)
+    assert run.seeds == PRESETS["standard"].seeds and run.corpus == "en"
+    assert run.config().joint_steps == 2
     with pytest.raises(SystemExit):
         parser().parse_args(["--ssl", "wav2vec"])
+    for action in parser()._actions:
+        if action.dest != "help":
+            assert "default" in (action.help or ""), action.dest

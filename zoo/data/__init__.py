@@ -10,9 +10,18 @@ Quick start::
     batch = collate([ds[0], ds[1]])
 """
 
-from zoo.data.audio import AudioError, audio_info, load_audio, write_audio
-from zoo.data.corpus import PRESETS, CorpusConfig, build_corpus, corpus_stats, default_dir, load_stats
-from zoo.data.dataset import LengthBucketBatchSampler, SpeechDataset, collate, select
+from zoo.data.audio import AudioClip, AudioError, audio_info, load_audio, read_audio, write_audio
+from zoo.data.corpus import (
+    PRESETS,
+    CorpusCheck,
+    CorpusConfig,
+    build_corpus,
+    corpus_stats,
+    default_dir,
+    load_stats,
+    verify_corpus,
+)
+from zoo.data.dataset import SpeechDataset, collate, select
 from zoo.data.features import (
     Fbank,
     GlobalCMVN,
@@ -23,6 +32,7 @@ from zoo.data.features import (
     stacked_length,
     utterance_cmvn,
 )
+from zoo.data.integrity import StaleCorpusError
 from zoo.data.manifest import SPLITS, Utterance, read_manifest, write_manifest
 from zoo.data.readers import read_covost_tsv, read_librispeech
 from zoo.data.synth import VoiceSpec, synthesize, synthesize_here
@@ -33,17 +43,19 @@ __all__ = [
     "LANGUAGES",
     "PRESETS",
     "SPLITS",
+    "AudioClip",
     "AudioError",
     "CharTokenizer",
+    "CorpusCheck",
     "CorpusConfig",
     "Fbank",
     "GlobalCMVN",
-    "LengthBucketBatchSampler",
     "LogMel",
     "Phrase",
     "SentencePieceTokenizer",
     "SpecAugment",
     "SpeechDataset",
+    "StaleCorpusError",
     "Utterance",
     "VoiceSpec",
     "audio_info",
@@ -56,6 +68,7 @@ __all__ = [
     "load_stats",
     "normalize",
     "random_phrase",
+    "read_audio",
     "read_covost_tsv",
     "read_librispeech",
     "read_manifest",
@@ -66,6 +79,7 @@ __all__ = [
     "synthesize",
     "synthesize_here",
     "utterance_cmvn",
+    "verify_corpus",
     "write_audio",
     "write_manifest",
 ]

@@ -1,7 +1,12 @@
 """``python -m zoo.data``: build the generated corpus and describe it.
 
-python -m zoo.data build --preset small [--out DIR] [--seed 0] [--workers 2]
+python -m zoo.data build --preset small [--out DIR] [--seed 0] [--workers 2] [--rebuild]
 python -m zoo.data stats DIR
+python -m zoo.data verify DIR [--no-repair] [--workers 2]
+
+``verify`` hashes every audio file of a built corpus and re-renders exactly the damaged utterances; it
+exits with 0 when the corpus is intact or was repaired, 1 when damage was found and not repaired, and 2
+when the corpus cannot be checked (no corpus, damaged config, built by another generator version).
 """
 
 from __future__ import annotations
@@ -65,22 +70,58 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--workers", type=int, default=None, help="worker processes (default: available CPUs)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="discard a corpus cached there by another generator version or configuration, and build again",
+    )
     s = sub.add_parser("stats", help="print the summary of a built corpus")
     s.add_argument("dir", type=Path)
+    v = sub.add_parser(
+        "verify", help="hash every audio file of a built corpus and re-render exactly the damaged ones"
+    )
+    v.add_argument("dir", type=Path)
+    v.add_argument("--no-repair", action="store_true", help="only report the damage")
+    v.add_argument("--workers", type=int, default=None, help="worker processes for the repair")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from zoo.data.corpus import build_corpus, load_stats
+    from zoo.data.corpus import build_corpus, load_stats, verify_corpus
 
     if args.cmd == "build":
         t0 = time.perf_counter()
         try:
-            root = build_corpus(args.preset, args.out, args.seed, args.workers, progress=not args.quiet)
+            root = build_corpus(
+                args.preset, args.out, args.seed, args.workers, progress=not args.quiet, rebuild=args.rebuild
+            )
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         print(f"corpus: {root}  ({time.perf_counter() - t0:.1f} s)")
         print(describe(load_stats(root)))
+        return 0
+    if args.cmd == "verify":
+        try:
+            report = verify_corpus(args.dir, repair=not args.no_repair, workers=args.workers)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"{args.dir}: {report.utterances} utterances checked (sizes and SHA-256)")
+        for uid, why in report.damaged.items():
+            print(f"  damaged: {uid}: {why}")
+        for k in report.shards_rendered:
+            print(
+                f"  shard {k}: manifest missing or damaged" + ("" if args.no_repair else ", rendered again")
+            )
+        if report.manifest_rewritten:
+            print("  manifest.jsonl was incomplete or damaged and has been rewritten")
+        if report.ok:
+            print("intact")
+            return 0
+        if args.no_repair:
+            print("damaged (not repaired; run without --no-repair to re-render the damaged utterances)")
+            return 1
+        print(f"repaired: {len(report.repaired)} utterance(s) re-rendered bit-exactly")
         return 0
     print(describe(load_stats(args.dir)))
     return 0

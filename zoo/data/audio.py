@@ -1,15 +1,42 @@
-"""Audio file I/O with ``soundfile`` (libsndfile): WAV, FLAC, OGG. No torchcodec needed."""
+"""Audio file I/O with ``soundfile`` (libsndfile): WAV, FLAC, OGG. No torchcodec needed.
+
+* :func:`load_audio` — a corpus file, checked against the rate and length its manifest records.
+* :func:`read_audio` — a user's file at any rate and channel count, downmixed to mono and resampled to a
+  model's rate (``torchaudio.functional.resample``, windowed sinc); empty audio is an error.
+* :func:`audio_info`, :func:`write_audio` — header only; atomic write.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
 
 
 class AudioError(ValueError):
     """An audio file is missing, unreadable, truncated or in an unexpected format."""
+
+
+def _read(p: Path) -> tuple[np.ndarray, int]:
+    """``(frames, channels)`` float32 samples and the rate of ``p``; :class:`AudioError` naming ``p``."""
+    if not p.exists():
+        raise AudioError(f"audio file {p} does not exist")
+    if not p.is_file():
+        raise AudioError(f"{p} is not a file")
+    try:
+        with sf.SoundFile(str(p)) as f:
+            sr, frames = f.samplerate, f.frames
+            data = f.read(dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile raises LibsndfileError / RuntimeError for corrupt input
+        raise AudioError(f"cannot read audio file {p}: {e}") from None
+    if len(data) != frames:
+        raise AudioError(f"audio file {p} is truncated: header says {frames} frames, read {len(data)}")
+    return data, int(sr)
 
 
 def load_audio(
@@ -26,19 +53,8 @@ def load_audio(
     Raises:
         AudioError: naming the file, when it is missing, unreadable, truncated or at the wrong rate.
     """
-    import soundfile as sf
-
     p = Path(path)
-    if not p.is_file():
-        raise AudioError(f"audio file {p} does not exist")
-    try:
-        with sf.SoundFile(str(p)) as f:
-            sr, frames = f.samplerate, f.frames
-            data = f.read(dtype="float32", always_2d=True)
-    except Exception as e:  # libsndfile raises LibsndfileError / RuntimeError for corrupt input
-        raise AudioError(f"cannot read audio file {p}: {e}") from None
-    if len(data) != frames:
-        raise AudioError(f"audio file {p} is truncated: header says {frames} frames, read {len(data)}")
+    data, sr = _read(p)
     if expected_samples is not None and len(data) != expected_samples:
         raise AudioError(f"audio file {p} has {len(data)} samples, the manifest says {expected_samples}")
     if sample_rate is not None and sr != sample_rate:
@@ -46,10 +62,55 @@ def load_audio(
     return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
 
 
+@dataclass(frozen=True)
+class AudioClip:
+    """A decoded file: mono float32 ``wav`` at ``sample_rate``, and what the file held."""
+
+    path: Path
+    wav: np.ndarray
+    sample_rate: int
+    source_rate: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        """Seconds."""
+        return len(self.wav) / self.sample_rate
+
+
+def read_audio(path: str | Path, sample_rate: int | None = None) -> AudioClip:
+    """Read any file libsndfile decodes (WAV, FLAC, OGG, ...), at any rate, mono or multichannel.
+
+    Channels are averaged (downmix :math:`x = \\frac{1}{C} \\sum_c x_c`); with ``sample_rate`` the
+    result is resampled to it by ``torchaudio.functional.resample`` (band-limited windowed-sinc
+    interpolation, Smith & Gossett 1984), giving :math:`\\lceil N r / r_0 \\rceil` samples.
+
+    Raises:
+        AudioError: naming the file, when it is missing, not audio, truncated, empty (no samples) or
+            holds non-finite samples (floating-point files).
+    """
+    p = Path(path)
+    if sample_rate is not None and (isinstance(sample_rate, bool) or not isinstance(sample_rate, int)):
+        raise TypeError(f"sample_rate must be an int, got {type(sample_rate).__name__}")
+    if sample_rate is not None and sample_rate < 1:
+        raise ValueError(f"sample_rate must be >= 1 Hz, got {sample_rate}")
+    data, sr = _read(p)
+    if len(data) == 0:
+        raise AudioError(f"audio file {p} is empty (0 samples)")
+    if not np.isfinite(data).all():
+        raise AudioError(f"audio file {p} holds non-finite samples")
+    wav = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    rate = sr
+    if sample_rate is not None and sample_rate != sr:
+        wav = AF.resample(torch.from_numpy(np.ascontiguousarray(wav)), sr, sample_rate).numpy()
+        rate = sample_rate
+        if len(wav) == 0:
+            raise AudioError(f"audio file {p} is too short to resample to {sample_rate} Hz")
+    return AudioClip(p, np.ascontiguousarray(wav, dtype=np.float32), rate, sr, int(data.shape[1]))
+
+
 def audio_info(path: str | Path) -> tuple[int, int]:
     """``(sample_rate, frames)`` of a file, without decoding it; :class:`AudioError` when unreadable."""
-    import soundfile as sf
-
     try:
         info = sf.info(str(path))
     except Exception as e:
@@ -59,8 +120,6 @@ def audio_info(path: str | Path) -> tuple[int, int]:
 
 def write_audio(path: str | Path, wav: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> Path:
     """Write ``wav`` (1-D float in [-1, 1]) atomically; the format follows the suffix (.flac, .wav)."""
-    import soundfile as sf
-
     p = Path(path)
     a = np.asarray(wav, dtype=np.float32)
     if a.ndim != 1:
@@ -74,3 +133,6 @@ def write_audio(path: str | Path, wav: np.ndarray, sample_rate: int, subtype: st
     sf.write(str(tmp), np.clip(a, -1.0, 1.0), sample_rate, subtype=subtype, format=fmt)
     os.replace(tmp, p)
     return p
+
+
+__all__ = ["AudioClip", "AudioError", "audio_info", "load_audio", "read_audio", "write_audio"]

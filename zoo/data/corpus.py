@@ -10,6 +10,11 @@ and the character tokenizer. Every file is written to a temporary name and renam
 build leaves only complete shards behind and the next call resumes from them (temporary names carry the
 process id, so concurrent builds of one directory do not clash; they write identical files).
 
+Every manifest line records its audio file's size and SHA-256, and ``config.json`` the generator's
+versions (:mod:`zoo.data.integrity`): reusing a built corpus checks counts, sizes and versions, repairs
+what is missing or truncated by re-rendering exactly those utterances, and refuses a corpus made by
+another generator version; :func:`verify_corpus` also checks every hash.
+
 Splits hold voices out: the eSpeak variants (simulated speakers) are permuted with the seed; the first
 ``n_test_voices`` speak only the test set, the next ``n_dev_voices`` only the dev set, the rest the
 labelled set and the (larger) unlabelled pool.
@@ -19,19 +24,58 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
+import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from zoo.checks import check_int, check_real
+from zoo.data.integrity import (
+    SYNTHESIS_VERSION,
+    StaleCorpusError,
+    code_changed,
+    damaged,
+    environment_versions,
+    file_digest,
+    file_problem,
+    generator_versions,
+    version_differences,
+)
 from zoo.data.manifest import MANIFEST_NAME, Utterance, hours_by, read_manifest, write_manifest
-from zoo.data.synth import DEFAULT_VARIANTS, VoiceSpec, available_variants, default_workers
-from zoo.data.text import LANGUAGES, check_language, random_phrase
+from zoo.data.synth import DEFAULT_VARIANTS, VoiceSpec, advance_state, available_variants, default_workers
+from zoo.data.text import KINDS, LANGUAGES, check_language, random_phrase
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+
+def _check_strings(value: Any, name: str) -> None:
+    if not isinstance(value, tuple) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{name} must be a non-empty tuple of non-empty strings, got {value!r}")
+
+
+def _check_weights(value: Any, name: str, n: int) -> None:
+    if not isinstance(value, tuple) or len(value) != n:
+        raise ValueError(f"{name} must be a tuple of {n} weights, got {value!r}")
+    w = [check_real(v, f"{name}[{i}]", low=0.0) for i, v in enumerate(value)]
+    if sum(w) <= 0:
+        raise ValueError(f"{name} must have a positive sum, got {value}")
+
+
+def _check_range(value: Any, name: str, lo: float, hi: float, integer: bool = False) -> None:
+    """``value`` is a pair ``(low, high)`` with ``lo <= low <= high <= hi``."""
+    if not isinstance(value, tuple) or len(value) != 2:
+        raise ValueError(f"{name} must be a (low, high) pair, got {value!r}")
+    check = (
+        (lambda v, n: check_int(v, n, low=int(lo))) if integer else (lambda v, n: check_real(v, n, low=lo))
+    )
+    a, b = check(value[0], f"{name} low"), check(value[1], f"{name} high")
+    if not a <= b <= hi:
+        raise ValueError(f"{name} must satisfy {lo} <= low <= high <= {hi}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -89,12 +133,19 @@ class CorpusConfig:
     festival_share: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.n_utterances < 1:
-            raise ValueError(f"n_utterances must be >= 1, got {self.n_utterances}")
-        if not self.languages:
-            raise ValueError("languages must not be empty")
+        for f in fields(self):  # lists (e.g. from JSON) become tuples, so that the config stays hashable
+            v = getattr(self, f.name)
+            if isinstance(v, list):
+                object.__setattr__(self, f.name, tuple(tuple(x) if isinstance(x, list) else x for x in v))
+        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\\0"):
+            raise ValueError(f"name must be a non-empty string without path separators, got {self.name!r}")
+        check_int(self.n_utterances, "n_utterances", low=1)
+        _check_strings(self.languages, "languages")
         for lang in self.languages:
             check_language(lang)
+        if len(set(self.languages)) != len(self.languages):
+            raise ValueError(f"languages must be distinct, got {self.languages}")
+        _check_strings(self.variants, "variants")
         known = set(available_variants())
         bad = [v for v in self.variants if v not in known]
         if bad:
@@ -103,21 +154,44 @@ class CorpusConfig:
             )
         if len(set(self.variants)) != len(self.variants):
             raise ValueError("variants must be distinct")
+        check_int(self.n_dev_voices, "n_dev_voices", low=0)
+        check_int(self.n_test_voices, "n_test_voices", low=0)
         if len(self.variants) < self.n_dev_voices + self.n_test_voices + 1:
             raise ValueError(
                 f"{len(self.variants)} variants cannot hold out {self.n_dev_voices} dev and "
                 f"{self.n_test_voices} test voices and keep one for training"
             )
-        for name in ("split_weights", "kind_weights", "channel_weights"):
-            w = np.asarray(getattr(self, name), float)
-            if (w < 0).any() or w.sum() <= 0:
-                raise ValueError(
-                    f"{name} must be non-negative with a positive sum, got {getattr(self, name)}"
-                )
-        if self.shard_size < 1:
-            raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
-        if not 0.0 <= self.festival_share <= 1.0:
-            raise ValueError(f"festival_share must be in [0, 1], got {self.festival_share}")
+        _check_weights(self.split_weights, "split_weights", 4)
+        _check_weights(self.kind_weights, "kind_weights", len(KINDS))
+        _check_weights(self.channel_weights, "channel_weights", 4)
+        check_int(self.max_number, "max_number", low=2)
+        if not isinstance(self.rates, tuple) or not self.rates:
+            raise ValueError(
+                f"rates must be a non-empty tuple of (name, low wpm, high wpm), got {self.rates!r}"
+            )
+        for i, r in enumerate(self.rates):
+            if not (isinstance(r, tuple) and len(r) == 3 and isinstance(r[0], str) and r[0]):
+                raise ValueError(f"rates[{i}] must be (name, low wpm, high wpm), got {r!r}")
+            _check_range(r[1:], f"rates[{i}] (words per minute)", 80, 450, integer=True)
+        _check_range(self.pitch, "pitch", 0, 99, integer=True)
+        _check_range(self.pitch_range, "pitch_range", 0, 99, integer=True)
+        _check_range(self.snr_db, "snr_db", -20.0, 100.0)
+        _check_range(self.rt60, "rt60", 0.05, 2.0)
+        if not isinstance(self.speed_factors, tuple) or not self.speed_factors:
+            raise ValueError(f"speed_factors must be a non-empty tuple, got {self.speed_factors!r}")
+        for i, factor in enumerate(self.speed_factors):
+            check_real(factor, f"speed_factors[{i}]", low=0.5, high=2.0)
+        check_real(self.speed_prob, "speed_prob", low=0.0, high=1.0)
+        _check_range(self.vtlp_alpha, "vtlp_alpha", 0.7, 1.3)
+        check_real(self.vtlp_prob, "vtlp_prob", low=0.0, high=1.0)
+        _check_range(self.gain_db, "gain_db", -60.0, 20.0)
+        _check_range(self.noise_floor_db, "noise_floor_db", -140.0, -20.0)
+        _check_range(self.pad_s, "pad_s", 0.0, 10.0)
+        check_int(self.sample_rate, "sample_rate", low=8001)
+        if self.sample_rate > 48000:
+            raise ValueError(f"sample_rate must be <= 48000 Hz, got {self.sample_rate}")
+        check_int(self.shard_size, "shard_size", low=1)
+        check_real(self.festival_share, "festival_share", low=0.0, high=1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -293,7 +367,9 @@ def render(plan: dict[str, Any], sample_rate: int, festival_exe: str | None = No
     return A.apply_gain(wav, 0.0)  # peak protection after the floor
 
 
-def _utterance(plan: dict[str, Any], path: Path, num_samples: int, sample_rate: int) -> Utterance:
+def _utterance(
+    plan: dict[str, Any], path: Path, num_samples: int, sample_rate: int, digest: tuple[int, str]
+) -> Utterance:
     ph, v = plan["phrase"], plan["voice"]
     fv = plan.get("festival_voice")
     variant, voice, engine = (
@@ -318,55 +394,111 @@ def _utterance(plan: dict[str, Any], path: Path, num_samples: int, sample_rate: 
         spoken=ph.spoken,
         engine=engine,
         augment=dict(plan["augment"]),
+        file_size=digest[0],
+        sha256=digest[1],
     )
 
 
-def _build_shard(
-    job: tuple[str, int, CorpusConfig, int, list[int], tuple[str, ...], str | None],
-) -> tuple[int, int, float, float]:
-    """Render one shard in this (fresh) process; returns (shard, n, audio seconds, cpu seconds)."""
+@dataclass(frozen=True)
+class _ShardJob:
+    """One unit of work: render shard ``k`` (``only`` is None), or re-render the utterances ``only`` of it."""
+
+    root: str
+    k: int
+    config: CorpusConfig
+    seed: int
+    indices: tuple[int, ...]
+    festival: tuple[str, ...]
+    festival_exe: str | None
+    only: tuple[int, ...] | None = None
+
+
+def _shard_paths(root: Path, k: int) -> tuple[Path, Path]:
+    return root / "shards" / f"{k:05d}", root / "shards" / f"{k:05d}.jsonl"
+
+
+def _build_shard(job: _ShardJob) -> tuple[int, int, float, float]:
+    """Render one shard in this (fresh) process; returns (shard, n rendered, audio seconds, cpu seconds).
+
+    With ``job.only``, re-render just those utterances: the ones before them in the shard are replayed
+    through eSpeak NG only (:func:`zoo.data.synth.advance_state`), so that the vocoder state, hence every
+    sample, is the one of the original build; each file must then hash to what the shard manifest records.
+    """
     import torch
 
     from zoo.data.audio import write_audio
 
     torch.set_num_threads(1)
-    out, k, config, seed, indices, fest, fest_exe = job
-    root = Path(out)
-    sdir = root / "shards" / f"{k:05d}"
+    root, config = Path(job.root), job.config
+    sdir, jsonl = _shard_paths(root, job.k)
     sdir.mkdir(parents=True, exist_ok=True)
     t0 = time.process_time()
+    recorded = {u.id: u for u in read_manifest(jsonl)} if job.only is not None else {}
+    todo = set(job.indices if job.only is None else job.only)
+    last = max(todo)
     utts, secs = [], 0.0
-    for i in indices:
-        plan = plan_utterance(config, seed, i, fest)
-        wav = render(plan, config.sample_rate, fest_exe)
-        path = write_audio(sdir / f"{plan['id']}.flac", wav, config.sample_rate)
-        utts.append(_utterance(plan, path, len(wav), config.sample_rate))
+    for i in job.indices:
+        if i > last:
+            break
+        plan = plan_utterance(config, job.seed, i, job.festival)
+        if i not in todo:
+            if not plan.get("festival_voice"):
+                advance_state(plan["phrase"].spoken, plan["voice"], plan["espeak_seed"])
+            continue
+        wav = render(plan, config.sample_rate, job.festival_exe)
+        final = sdir / f"{plan['id']}.flac"
+        if job.only is None:
+            path = write_audio(final, wav, config.sample_rate)
+            utts.append(_utterance(plan, path, len(wav), config.sample_rate, file_digest(path)))
+        else:
+            old = recorded[plan["id"]]
+            tmp = write_audio(sdir / f"{plan['id']}.repair-{os.getpid()}.flac", wav, config.sample_rate)
+            if file_digest(tmp) != (old.file_size, old.sha256) or len(wav) != old.num_samples:
+                tmp.unlink()
+                raise RuntimeError(
+                    f"re-rendering utterance {plan['id']!r} of {root} gives another file than the one "
+                    "recorded: the numerical libraries differ from the build's (see 'environment' in "
+                    "config.json); rebuild the corpus (python -m zoo.data build --rebuild)"
+                )
+            os.replace(tmp, final)
         secs += len(wav) / config.sample_rate
-    write_manifest(utts, root / "shards" / f"{k:05d}.jsonl")
-    return k, len(indices), secs, time.process_time() - t0
+    if job.only is None:
+        write_manifest(utts, jsonl)
+    return job.k, len(todo), secs, time.process_time() - t0
+
+
+def _index_of(u: Utterance) -> int:
+    return int(u.id.rsplit("-", 1)[-1])
+
+
+def _shard_damage(root: Path, k: int, indices: Sequence[int], full: bool) -> tuple[int, ...] | None:
+    """The damaged utterances of shard ``k``: ``None`` when the whole shard must be (re-)rendered (its
+    manifest is missing, unreadable, or does not list exactly the shard's utterances), else the indices
+    whose audio file is missing or has the wrong size (and, with ``full``, the wrong content hash)."""
+    _, jsonl = _shard_paths(root, k)
+    if not jsonl.is_file():
+        return None
+    try:
+        utts = read_manifest(jsonl)
+        if [_index_of(u) for u in utts] != list(indices) or not all(u.sha256 for u in utts):
+            return None
+    except (ValueError, OSError):
+        return None
+    bad = damaged(utts, full)
+    return tuple(_index_of(u) for u in utts if u.id in bad)
 
 
 def _same_build(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether a cached ``config.json`` describes the corpus ``new`` describes; fields added to
-    :class:`CorpusConfig` since the cache was written count as equal when they hold their default."""
+    """Whether a cached ``config.json`` describes the corpus ``new`` describes (generator aside); fields
+    added to :class:`CorpusConfig` since the cache was written count as equal when they hold their default."""
     defaults = CorpusConfig().to_dict()
     oc, nc = dict(old.get("config", {})), dict(new.get("config", {}))
     for k, v in nc.items():
         if k not in oc and v == defaults.get(k):
             oc[k] = v
-    rest = lambda d: {k: v for k, v in d.items() if k != "config"}  # noqa: E731
+    skip = ("config", "format", "generator", "environment")
+    rest = lambda d: {k: v for k, v in d.items() if k not in skip}  # noqa: E731
     return oc == nc and rest(old) == rest(new)
-
-
-def _shard_complete(root: Path, k: int, n: int) -> bool:
-    p = root / "shards" / f"{k:05d}.jsonl"
-    if not p.is_file():
-        return False
-    try:
-        utts = read_manifest(p)
-    except (ValueError, OSError):
-        return False
-    return len(utts) == n and all(Path(u.path).is_file() for u in utts)
 
 
 @dataclass
@@ -380,73 +512,184 @@ class BuildStats:
     shards: list[int] = field(default_factory=list)
 
 
-def build_corpus(
-    preset: str | CorpusConfig = "small",
-    out: str | Path | None = None,
-    seed: int = 0,
-    workers: int | None = None,
-    progress: bool = True,
-) -> Path:
-    """Build the corpus (or reuse the cached one) and return its directory.
+@dataclass
+class CorpusCheck:
+    """What :func:`verify_corpus` (or a repairing :func:`build_corpus`) found and did.
 
-    Args:
-        preset: ``"tiny"`` (≈ 4 min of audio), ``"small"`` (≈ 1 h), ``"medium"`` (≈ 10 h) or a
-            :class:`CorpusConfig`.
-        out: target directory; default :func:`default_dir`.
-        seed: the corpus is a pure function of ``(preset, seed)``.
-        workers: parallel worker processes (default: the CPUs available); the output does not depend on it.
-        progress: show a tqdm progress bar.
-
-    Idempotent: a finished corpus is returned as is; an interrupted build resumes from its complete shards.
-    Raises ``ValueError`` if ``out`` holds a corpus built from another configuration or seed.
+    Attributes:
+        root: the corpus directory.
+        utterances: utterances the corpus should hold.
+        damaged: ``{utterance id: problem}`` for each damaged audio file found.
+        shards_rendered: shards rendered whole (their manifest was missing or damaged).
+        repaired: ids of the utterances re-rendered (empty when ``repair=False``).
+        manifest_rewritten: whether ``manifest.jsonl`` was missing or damaged and written again.
     """
-    config = get_config(preset)
-    root = Path(out) if out is not None else default_dir(config, seed)
-    root.mkdir(parents=True, exist_ok=True)
+
+    root: Path
+    utterances: int = 0
+    damaged: dict[str, str] = field(default_factory=dict)
+    shards_rendered: list[int] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    manifest_rewritten: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Whether the corpus was intact."""
+        return not self.damaged and not self.shards_rendered and not self.manifest_rewritten
+
+
+_CORPUS_FILES = ("config.json", MANIFEST_NAME, "stats.json")
+_CORPUS_DIRS = ("shards", "tokenizers")
+
+
+def _meta(config: CorpusConfig, seed: int) -> tuple[dict[str, Any], tuple[str, ...], str | None]:
+    """The ``config.json`` of a build, the Festival voices and the ``text2wave`` it uses."""
+    meta: dict[str, Any] = {"format": FORMAT_VERSION, "seed": int(seed), "config": config.to_dict()}
     fest: tuple[str, ...] = ()
     fest_exe: str | None = None
-    meta: dict[str, Any] = {"format": FORMAT_VERSION, "seed": int(seed), "config": config.to_dict()}
     if config.festival_share > 0:
         from zoo.data.festival import festival_voices, text2wave
 
         fest_exe = text2wave()
         fest = festival_voices() if fest_exe else ()
         meta["festival_voices"] = list(fest)
+    meta["generator"] = generator_versions(uses_festival=config.festival_share > 0)
+    meta["environment"] = environment_versions()
+    return meta, fest, fest_exe
+
+
+def _wipe(root: Path) -> None:
+    """Remove a corpus's own files from ``root`` (nothing else there)."""
+    for name in _CORPUS_FILES:
+        (root / name).unlink(missing_ok=True)
+    for name in _CORPUS_DIRS:
+        if (root / name).is_dir():
+            shutil.rmtree(root / name)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _open_cache(root: Path, meta: dict[str, Any], rebuild: bool) -> None:
+    """Check ``root/config.json`` against ``meta`` (refuse another configuration or a stale generator,
+    unless ``rebuild``, which discards the cached corpus); write it when there is none."""
     cfg_path = root / "config.json"
     if cfg_path.is_file():
-        old = json.loads(cfg_path.read_text())
-        if not _same_build(old, meta):
-            raise ValueError(
-                f"{root} holds a corpus built with another configuration or seed "
-                f"(seed {old.get('seed')}, preset {old.get('config', {}).get('name')}); "
-                "choose another output directory or delete it"
-            )
-    else:
-        tmp = cfg_path.with_name(f"config.json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, cfg_path)
-    if (root / MANIFEST_NAME).is_file() and (root / "stats.json").is_file():
-        return root
+        try:
+            old = json.loads(cfg_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            old = None
+        if not isinstance(old, dict):
+            if not rebuild:
+                raise ValueError(
+                    f"{cfg_path} is damaged; rebuild the corpus (python -m zoo.data build --rebuild)"
+                )
+        elif not _same_build(old, meta):
+            if not rebuild:
+                raise ValueError(
+                    f"{root} holds a corpus built with another configuration or seed "
+                    f"(seed {old.get('seed')}, preset {old.get('config', {}).get('name')}); "
+                    "choose another output directory, or rebuild it (rebuild=True, or --rebuild)"
+                )
+        else:
+            diff = version_differences(old.get("generator"), meta["generator"])
+            if diff and not rebuild:
+                raise StaleCorpusError(
+                    f"{root} was built by another corpus generator ({'; '.join(diff)}), so its audio may "
+                    "differ from what this version generates; rebuild it with build_corpus(..., "
+                    "rebuild=True) or python -m zoo.data build --rebuild (or use another directory)"
+                )
+            if not diff:
+                if code_changed(old.get("generator"), meta["generator"]):
+                    warnings.warn(
+                        f"{root} was built by other corpus-generation code under the same "
+                        f"SYNTHESIS_VERSION ({SYNTHESIS_VERSION}): if that change alters the audio or the "
+                        "manifest, bump zoo.data.integrity.SYNTHESIS_VERSION; to be sure, rebuild it "
+                        "(rebuild=True, or --rebuild)",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+                return
+        _wipe(root)
+    _write_json(cfg_path, meta)
+
+
+def _quick_check(root: Path, config: CorpusConfig) -> bool:
+    """The cheap check on load: the manifest lists every utterance once, in order, and every audio file
+    has the size the manifest records; ``stats.json`` and the tokenizer are there."""
+    if not (root / "stats.json").is_file() or not (root / "tokenizers" / "char.json").is_file():
+        return False
+    try:
+        utts = read_manifest(root)
+        if load_stats(root).get("utterances") != config.n_utterances:
+            return False
+        if [_index_of(u) for u in utts] != list(range(config.n_utterances)):
+            return False
+    except (ValueError, OSError, AttributeError):
+        return False
+    return not damaged(utts, full=False)
+
+
+def _manifest_matches(root: Path, utts: Sequence[Utterance]) -> bool:
+    """Whether ``manifest.jsonl`` is exactly the merge of the shard manifests ``utts``."""
+    merged = "".join(u.to_json(root) + "\n" for u in utts)
+    try:
+        return (root / MANIFEST_NAME).read_text(encoding="utf-8") == merged
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _complete(
+    root: Path,
+    config: CorpusConfig,
+    seed: int,
+    fest: tuple[str, ...],
+    fest_exe: str | None,
+    workers: int | None,
+    progress: bool,
+    full: bool,
+    repair: bool = True,
+) -> CorpusCheck:
+    """Render every missing or damaged shard or utterance, then (re)write the manifest, stats and
+    tokenizer when anything changed or was missing."""
     n, size = config.n_utterances, config.shard_size
-    shards = [(k, list(range(k * size, min(n, (k + 1) * size)))) for k in range((n + size - 1) // size)]
-    todo = [
-        (str(root), k, config, int(seed), idx, fest, fest_exe)
-        for k, idx in shards
-        if not _shard_complete(root, k, len(idx))
-    ]
+    shards = [(k, tuple(range(k * size, min(n, (k + 1) * size)))) for k in range((n + size - 1) // size)]
+    report = CorpusCheck(root=root, utterances=n)
+    jobs = []
+    for k, idx in shards:
+        bad = _shard_damage(root, k, idx, full)
+        if bad is None:
+            report.shards_rendered.append(k)
+            jobs.append(_ShardJob(str(root), k, config, seed, idx, fest, fest_exe))
+        elif bad:
+            recs = {_index_of(u): u for u in read_manifest(_shard_paths(root, k)[1])}
+            for i in bad:
+                report.damaged[recs[i].id] = file_problem(recs[i], full) or "damaged"
+            jobs.append(_ShardJob(str(root), k, config, seed, idx, fest, fest_exe, only=bad))
+    if not repair:
+        if not report.shards_rendered:
+            listed = [u for k, _ in shards for u in read_manifest(_shard_paths(root, k)[1])]
+            report.manifest_rewritten = not _manifest_matches(root, listed)
+        return report
     stats = BuildStats()
     t0 = time.perf_counter()
-    if todo:
+    if jobs:
         from tqdm.auto import tqdm
 
         from zoo.data.synth import fresh_pool
 
-        nw = min(workers or default_workers(), len(todo))
+        nw = min(workers or default_workers(), len(jobs))
         bar = tqdm(
-            total=sum(len(j[4]) for j in todo), desc=f"corpus {config.name}", unit="utt", disable=not progress
+            total=sum(len(j.only or j.indices) for j in jobs),
+            desc=f"corpus {config.name}",
+            unit="utt",
+            disable=not progress,
         )
         with fresh_pool(nw) as pool:
-            for k, cnt, secs, cpu in pool.imap_unordered(_build_shard, todo):
+            for k, cnt, secs, cpu in pool.imap_unordered(_build_shard, jobs):
                 stats.rendered += cnt
                 stats.audio_seconds += secs
                 stats.cpu_seconds += cpu
@@ -454,25 +697,142 @@ def build_corpus(
                 bar.update(cnt)
                 bar.set_postfix_str(f"{stats.audio_seconds / 3600:.2f} h audio")
         bar.close()
+        report.repaired = sorted(report.damaged)
     stats.wall_seconds = time.perf_counter() - t0
     utts: list[Utterance] = []
     for k, _ in shards:
-        utts += read_manifest(root / "shards" / f"{k:05d}.jsonl")
-    write_manifest(utts, root / MANIFEST_NAME)
+        utts += read_manifest(_shard_paths(root, k)[1])
+    report.manifest_rewritten = not _manifest_matches(root, utts)
+    if report.manifest_rewritten:
+        write_manifest(utts, root / MANIFEST_NAME)
     from zoo.data.tokenizers import CharTokenizer
 
-    tok = CharTokenizer.for_languages(config.languages)
-    (root / "tokenizers").mkdir(exist_ok=True)
-    tok.save(root / "tokenizers" / "char.json")
+    tok_path = root / "tokenizers" / "char.json"
+    if report.shards_rendered or not tok_path.is_file():  # it depends on the languages only
+        tok = CharTokenizer.for_languages(config.languages)
+        tok_path.parent.mkdir(exist_ok=True)
+        tok.save(tok_path)
+    try:
+        previous = load_stats(root)
+    except (ValueError, OSError):
+        previous = {}
+    if not isinstance(previous, dict):
+        previous = {}
     summary = corpus_stats(utts)
     summary["build"] = asdict(stats)
     if stats.wall_seconds > 0 and stats.audio_seconds > 0:
         summary["build"]["audio_hours_per_wall_second"] = stats.audio_seconds / 3600 / stats.wall_seconds
         summary["build"]["realtime_factor_per_core"] = stats.audio_seconds / max(stats.cpu_seconds, 1e-9)
-    tmp = root / f"stats.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, root / "stats.json")
+    if previous.get("build") and not report.shards_rendered:  # a repair: keep the build's own numbers
+        summary["build"] = previous["build"]
+        if stats.rendered:
+            summary["last_repair"] = asdict(stats)
+    if summary != previous:
+        _write_json(root / "stats.json", summary)
+    return report
+
+
+def _check_build_args(seed: Any, workers: Any, progress: Any, rebuild: Any) -> None:
+    check_int(seed, "seed", low=0)
+    if workers is not None:
+        check_int(workers, "workers", low=1)
+    for name, v in (("progress", progress), ("rebuild", rebuild)):
+        if not isinstance(v, bool):
+            raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
+
+
+def build_corpus(
+    preset: str | CorpusConfig = "small",
+    out: str | Path | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+    rebuild: bool = False,
+) -> Path:
+    """Build the corpus (or reuse the cached one) and return its directory.
+
+    Args:
+        preset: ``"tiny"`` (≈ 4 min of audio), ``"small"`` (≈ 1 h), ``"medium"`` (≈ 10 h) or a
+            :class:`CorpusConfig`.
+        out: target directory; default :func:`default_dir`.
+        seed: the corpus is a pure function of ``(preset, seed)``; a non-negative int.
+        workers: parallel worker processes (default: the CPUs available); the output does not depend on it.
+        progress: show a tqdm progress bar.
+        rebuild: discard a corpus cached in ``out`` by another generator version or configuration and
+            build it again (only the corpus's own files are removed).
+
+    Idempotent: a finished corpus is checked cheaply (utterance count, file sizes, generator versions) and
+    returned; an interrupted build resumes from its complete shards; missing or truncated audio files and
+    a damaged manifest are repaired (re-rendered bit-exactly, with a ``RuntimeWarning``). Use
+    :func:`verify_corpus` for the full content-hash check.
+
+    Raises:
+        ValueError: a bad argument, or ``out`` holds a corpus built from another configuration or seed.
+        StaleCorpusError: ``out`` holds a corpus built by another generator version (a ``ValueError``).
+    """
+    _check_build_args(seed, workers, progress, rebuild)
+    config = get_config(preset)
+    root = Path(out) if out is not None else default_dir(config, seed)
+    root.mkdir(parents=True, exist_ok=True)
+    meta, fest, fest_exe = _meta(config, seed)
+    _open_cache(root, meta, rebuild)
+    if (root / MANIFEST_NAME).is_file() and _quick_check(root, config):
+        return root
+    resumed = (root / MANIFEST_NAME).is_file()
+    report = _complete(root, config, int(seed), fest, fest_exe, workers, progress, full=False)
+    if resumed and not report.ok:
+        warnings.warn(
+            f"corpus {root} was damaged and has been repaired: {_summary(report)}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return root
+
+
+def _summary(report: CorpusCheck) -> str:
+    parts = []
+    if report.damaged:
+        first = ", ".join(f"{k} ({v})" for k, v in list(report.damaged.items())[:3])
+        more = f" and {len(report.damaged) - 3} more" if len(report.damaged) > 3 else ""
+        parts.append(f"{len(report.damaged)} damaged audio file(s): {first}{more}")
+    if report.shards_rendered:
+        parts.append(f"{len(report.shards_rendered)} shard(s) rendered whole")
+    if report.manifest_rewritten:
+        parts.append("manifest.jsonl rewritten")
+    return "; ".join(parts) or "intact"
+
+
+def verify_corpus(
+    corpus_dir: str | Path, repair: bool = True, workers: int | None = None, progress: bool = False
+) -> CorpusCheck:
+    """Full check of a built corpus: generator versions, every shard manifest, the merged manifest, and the
+    size and SHA-256 of every audio file; with ``repair``, re-render exactly the damaged utterances
+    (bit-exactly: each repaired file must hash to what its manifest records) and rewrite what is missing.
+
+    Raises:
+        FileNotFoundError: ``corpus_dir`` holds no ``config.json``.
+        StaleCorpusError: the corpus was built by another generator version (rebuild it instead).
+        ValueError: ``config.json`` is damaged.
+    """
+    root = Path(corpus_dir)
+    cfg_path = root / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"no config.json in {root}: is it a generated corpus?")
+    try:
+        old = json.loads(cfg_path.read_text())
+        config, seed = CorpusConfig.from_dict(old["config"]), int(old["seed"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{cfg_path} is damaged ({e}); rebuild the corpus") from None
+    meta, fest, fest_exe = _meta(config, seed)
+    diff = version_differences(old.get("generator"), meta["generator"])
+    if diff:
+        raise StaleCorpusError(
+            f"{root} was built by another corpus generator ({'; '.join(diff)}); it cannot be repaired "
+            "bit-exactly: rebuild it (python -m zoo.data build --rebuild)"
+        )
+    if workers is not None:
+        check_int(workers, "workers", low=1)
+    return _complete(root, config, seed, fest, fest_exe, workers, progress, full=True, repair=repair)
 
 
 def corpus_stats(utts: Sequence[Utterance]) -> dict[str, Any]:
@@ -505,6 +865,7 @@ def load_stats(corpus_dir: str | Path) -> dict[str, Any]:
 __all__ = [
     "PRESETS",
     "BuildStats",
+    "CorpusCheck",
     "CorpusConfig",
     "build_corpus",
     "corpus_stats",
@@ -513,5 +874,6 @@ __all__ = [
     "load_stats",
     "plan_utterance",
     "render",
+    "verify_corpus",
     "voice_splits",
 ]

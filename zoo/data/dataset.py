@@ -1,4 +1,5 @@
-"""``SpeechDataset``, ``collate`` and a length-bucketed batch sampler for CTC/attention training.
+"""``SpeechDataset`` and ``collate`` for CTC/attention training (batch them with
+:class:`bilevel.sampling.BucketBatchSampler` over ``SpeechDataset.lengths``, as :mod:`zoo.training` does).
 
 Items are dictionaries ``{"id", "feats" (T, F) float32, "tokens" (U,) int64, "text", "language",
 "domain", "split", "duration"}``. :func:`collate` pads features with zeros and tokens with 0 (the blank /
@@ -8,13 +9,13 @@ padding id of every tokenizer here) and returns lengths.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from zoo.data.audio import load_audio
 from zoo.data.manifest import SPLITS, Utterance, read_manifest
@@ -113,7 +114,7 @@ class SpeechDataset(Dataset[dict[str, Any]]):
 
     @property
     def lengths(self) -> list[int]:
-        """Feature frames of every item, for :class:`LengthBucketBatchSampler`."""
+        """Feature frames of every item, for :class:`bilevel.sampling.BucketBatchSampler`."""
         return [self.feature_frames(i) for i in range(len(self))]
 
     def waveform(self, i: int) -> Tensor:
@@ -192,105 +193,3 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "languages": [it.get("language", "") for it in items],
         "domains": [it.get("domain", "") for it in items],
     }
-
-
-class LengthBucketBatchSampler(Sampler[list[int]]):
-    """Batches of similar length, to waste little padding.
-
-    The indices are (optionally) shuffled, cut into pools of ``bucket_batches`` batches' worth, sorted by
-    length inside each pool, cut into batches (``batch_size`` items each, or as many as fit in
-    ``max_frames`` padded frames, i.e. ``len(batch) · max length <= max_frames``), and the batch order is
-    shuffled. Deterministic given ``generator``; :meth:`set_epoch` reseeds per epoch.
-
-    Args:
-        lengths: length of every item (e.g. ``SpeechDataset.lengths``).
-        batch_size: items per batch (exclusive with ``max_frames``).
-        max_frames: padded-frame budget per batch (an item longer than it gets a batch of its own).
-        shuffle: shuffle items and batches.
-        generator: source of randomness (default: seeded from ``seed``).
-        drop_last: drop a final smaller batch (``batch_size`` mode only).
-        bucket_batches: batches per sorting pool (larger = less padding, less randomness).
-        seed: base seed when ``generator`` is not given.
-    """
-
-    def __init__(
-        self,
-        lengths: Sequence[int],
-        batch_size: int | None = None,
-        max_frames: int | None = None,
-        shuffle: bool = True,
-        generator: torch.Generator | None = None,
-        drop_last: bool = False,
-        bucket_batches: int = 50,
-        seed: int = 0,
-    ) -> None:
-        if (batch_size is None) == (max_frames is None):
-            raise ValueError("give exactly one of batch_size and max_frames")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if max_frames is not None and max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-        if len(lengths) == 0:
-            raise ValueError("lengths must not be empty")
-        self.lengths = [int(n) for n in lengths]
-        self.batch_size, self.max_frames = batch_size, max_frames
-        self.shuffle, self.drop_last, self.bucket_batches = shuffle, drop_last, bucket_batches
-        self.generator = generator
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use a different shuffle for ``epoch`` (when no explicit generator was given)."""
-        self.epoch = epoch
-
-    def _gen(self) -> torch.Generator:
-        if self.generator is not None:
-            return self.generator
-        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-
-    def batches(self) -> list[list[int]]:
-        n = len(self.lengths)
-        g = self._gen()
-        order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
-        pool = self._pool()
-        out: list[list[int]] = []
-        for s in range(0, n, pool):
-            chunk = sorted(order[s : s + pool], key=lambda i: self.lengths[i])
-            if self.batch_size is not None:
-                out += [chunk[j : j + self.batch_size] for j in range(0, len(chunk), self.batch_size)]
-            else:
-                cur: list[int] = []
-                for i in chunk:
-                    if cur and (len(cur) + 1) * max(self.lengths[i], self.lengths[cur[-1]]) > self.max_frames:  # type: ignore[operator]
-                        out.append(cur)
-                        cur = []
-                    cur.append(i)
-                if cur:
-                    out.append(cur)
-        if self.drop_last and self.batch_size is not None:
-            out = [b for b in out if len(b) == self.batch_size]
-        if self.shuffle:
-            out = [out[i] for i in torch.randperm(len(out), generator=g).tolist()]
-        return out
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches())
-
-    def _pool(self) -> int:
-        per = self.batch_size or max(1, self.max_frames // max(1, max(self.lengths)))  # type: ignore[operator]
-        return per * self.bucket_batches
-
-    def __len__(self) -> int:
-        """Batches per epoch (exact in ``batch_size`` mode; for ``max_frames`` with an explicit generator,
-        the count of the unshuffled order, which can differ by a few batches)."""
-        n = len(self.lengths)
-        if self.batch_size is not None:
-            bs, pool = self.batch_size, self._pool()
-            sizes = [min(pool, n - s) for s in range(0, n, pool)]
-            return sum(m // bs if self.drop_last else -(-m // bs) for m in sizes)
-        if self.generator is None:
-            return len(self.batches())
-        return len(
-            LengthBucketBatchSampler(
-                self.lengths, max_frames=self.max_frames, shuffle=False, bucket_batches=self.bucket_batches
-            ).batches()
-        )

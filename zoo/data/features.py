@@ -39,8 +39,11 @@ class LogMel(nn.Module):
     Args:
         sample_rate: Hz.
         n_mels: mel bands.
-        n_fft, win_length, hop_length: STFT sizes in samples (default 25 ms Hann window, 10 ms hop).
-        f_min, f_max: band edges in Hz (``f_max`` default Nyquist).
+        n_fft: FFT size in samples.
+        win_length: Hann window length in samples (default 25 ms).
+        hop_length: hop in samples (default 10 ms).
+        f_min: lower band edge in Hz.
+        f_max: upper band edge in Hz (default Nyquist).
         eps: floor before the logarithm.
     """
 
@@ -154,6 +157,10 @@ def spec_augment(
     Each frequency mask zeroes ``f ~ U{0..freq_mask}`` consecutive bins starting at ``f0 ~ U{0..F-f}``; each
     time mask ``t ~ U{0..min(time_mask, max_time_ratio·T)}`` frames. Masked cells are set to the utterance
     mean (``fill="mean"``) or 0 (``fill="zero"``).
+
+    Our own rather than ``torchaudio.transforms.FrequencyMasking``/``TimeMasking``: those (and
+    ``torchaudio.functional.mask_along_axis``) draw from the global RNG, not from a ``generator``, and bound
+    the time mask by a fixed ``mask_param`` rather than by each utterance's own length.
     """
     if feats.dim() != 2:
         raise ValueError(f"feats must be (T, F), got shape {tuple(feats.shape)}")

@@ -30,6 +30,23 @@ def festival_available() -> bool:
 
 
 @cache
+def festival_version() -> str | None:
+    """Festival's version line (``festival --version``), ``"unknown"`` when it cannot be read, or ``None``
+    when Festival is not installed. Recorded with a generated corpus that uses Festival."""
+    if not festival_available():
+        return None
+    exe = shutil.which("festival")
+    if exe is None:
+        return "unknown"
+    try:
+        res = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (res.stdout or res.stderr).strip()
+    return text.splitlines()[0] if text else "unknown"
+
+
+@cache
 def festival_voices() -> tuple[str, ...]:
     """Installed Festival voices, sorted (empty when Festival is absent or lists none).
 

@@ -48,6 +48,9 @@ class Utterance:
         spoken: text given to the synthesiser (unnormalised).
         engine: synthesiser (``"espeak-ng"``) or corpus name.
         augment: every perturbation parameter applied (rate, pitch, speed, VTLP, SNR, gain, ...).
+        file_size: size of the audio file in bytes (0 = not recorded, e.g. by a real-corpus reader).
+        sha256: SHA-256 of the audio file's bytes, hex ("" = not recorded). Generated corpora record both,
+            so that a damaged file is found (see :func:`zoo.data.verify_corpus`).
     """
 
     id: str
@@ -68,6 +71,8 @@ class Utterance:
     spoken: str = ""
     engine: str = ""
     augment: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    file_size: int = 0
+    sha256: str = ""
 
     def to_json(self, root: Path | None = None) -> str:
         """One manifest line; ``path`` is written relative to ``root`` when given."""

@@ -100,6 +100,21 @@ def data_path() -> Path:
 
 
 @cache
+def espeak_version() -> str:
+    """The version of the eSpeak NG library that ``espeakng-loader`` ships (``espeak_Info``), e.g. "1.52.0".
+
+    Loading the library to ask does not synthesise, so :func:`engine_used` stays false.
+    """
+    import espeakng_loader
+
+    lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    lib.espeak_Info.restype = ctypes.c_char_p
+    lib.espeak_Info.argtypes = [ctypes.c_void_p]
+    out = lib.espeak_Info(None)
+    return out.decode() if out else "unknown"
+
+
+@cache
 def available_variants() -> tuple[str, ...]:
     """Every voice variant shipped with the eSpeak NG data, sorted."""
     return tuple(sorted(p.name for p in (data_path() / "voices" / "!v").iterdir() if p.is_file()))
@@ -237,6 +252,18 @@ def synthesize_here(text: str, voice: VoiceSpec, seed: int = 0, sample_rate: int
     return resample(wav, ESPEAK_SAMPLE_RATE, sample_rate)
 
 
+def advance_state(text: str, voice: VoiceSpec, seed: int = 0) -> None:
+    """Run eSpeak NG on ``text`` in this process and discard the audio.
+
+    This leaves the vocoder's state (see the module docstring) where :func:`synthesize_here` with the same
+    arguments would leave it, at a fraction of the cost (no resampling). Replaying the utterances that
+    precede one in a fresh process reproduces that utterance bit-exactly without rendering the others,
+    which is how :func:`zoo.data.verify_corpus` repairs a single damaged file.
+    """
+    _check_text(text)
+    _engine().synth(text, voice, seed)
+
+
 def resample(wav: np.ndarray, orig: int, new: int) -> np.ndarray:
     """Band-limited resampling (torchaudio's windowed-sinc ``resample``) of a 1-D float array."""
     if orig == new:
@@ -327,9 +354,11 @@ __all__ = [
     "ESPEAK_SAMPLE_RATE",
     "LANGUAGES",
     "VoiceSpec",
+    "advance_state",
     "available_variants",
     "default_workers",
     "engine_used",
+    "espeak_version",
     "fresh_pool",
     "resample",
     "synthesize",

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.losses._checks import check_choice, check_int, check_real
+from zoo.checks import check_choice, check_int, check_real
 
 Encoder = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 """Any callable mapping ``(feats (B, T, F), lens (B,))`` to ``(hidden (B, T', D), hidden_lens (B,))``."""

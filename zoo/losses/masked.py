@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.losses._checks import check_int, check_real
+from zoo.checks import check_int, check_real
 from zoo.losses.contrastive import Encoder
 
 __all__ = ["MaskedPredictionLoss", "fold_frames", "masked_reconstruction_loss", "span_mask"]

@@ -25,6 +25,7 @@ from zoo.models.conformer import (
 )
 from zoo.models.dota import DOTA, DOTA_PRESETS, DOTAConfig, dota_config
 from zoo.models.masks import block_mask, causal_mask, lengths_to_mask, prefix_lm_mask
+from zoo.models.presets import preset_config
 from zoo.models.sar import SAR, SAR_PRESETS, SARConfig, SARStreamer, align_to_blocks, sar_config
 
 __all__ = [
@@ -52,7 +53,9 @@ __all__ = [
     "ctc_loss",
     "dota_config",
     "lengths_to_mask",
+    "model_presets",
     "prefix_lm_mask",
+    "preset_config",
     "relative_attention",
     "sar_config",
     "stack_frames",
@@ -78,4 +81,15 @@ def build_model(name: str, preset: str = "tiny", **overrides: Any) -> nn.Module:
         return SAR(sar_config(preset, **{"sar": False, "lm_layers": 0, **overrides}))
     if name == "dota":
         return DOTA(dota_config(preset, **overrides))
-    raise ValueError(f"name must be one of {MODEL_NAMES}, got {name!r}")
+    raise ValueError(f"model name must be one of {', '.join(MODEL_NAMES)}; got {name!r}")
+
+
+def model_presets(name: str) -> list[str]:
+    """The preset names of model ``name`` (one of :data:`MODEL_NAMES`)."""
+    if name.startswith("conformer"):
+        return sorted(CONFORMER_PRESETS)
+    if name.startswith("sar"):
+        return sorted(SAR_PRESETS)
+    if name == "dota":
+        return sorted(DOTA_PRESETS)
+    raise ValueError(f"model name must be one of {', '.join(MODEL_NAMES)}; got {name!r}")

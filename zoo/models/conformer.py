@@ -21,7 +21,7 @@ states before the CTC head, the input a contrastive lower-level loss (BL-JUST) n
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from zoo.models.attention import RelPositionMultiHeadAttention
 from zoo.models.masks import lengths_to_mask
+from zoo.models.presets import preset_config
 
 __all__ = [
     "CONFORMER_PRESETS",
@@ -139,9 +140,7 @@ CONFORMER_PRESETS: dict[str, ConformerConfig] = {
 
 def conformer_config(preset: str = "tiny", **overrides: Any) -> ConformerConfig:
     """The named preset with ``overrides`` applied (e.g. ``vocab_size=tokenizer.vocab_size``)."""
-    if preset not in CONFORMER_PRESETS:
-        raise ValueError(f"preset must be one of {sorted(CONFORMER_PRESETS)}, got {preset!r}")
-    return replace(CONFORMER_PRESETS[preset], **overrides)
+    return preset_config(CONFORMER_PRESETS, preset, **overrides)
 
 
 def stack_frames(feats: Tensor, lengths: Tensor, k: int) -> tuple[Tensor, Tensor]:

@@ -21,7 +21,7 @@ search with a key-value cache.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from zoo.models.conformer import ModelOutput, stack_frames
 from zoo.models.masks import lengths_to_mask
+from zoo.models.presets import preset_config
 
 __all__ = ["DOTA", "DOTA_PRESETS", "DOTAConfig", "dota_config", "sinusoidal_positions"]
 
@@ -114,9 +115,7 @@ DOTA_PRESETS: dict[str, DOTAConfig] = {
 
 def dota_config(preset: str = "tiny", **overrides: Any) -> DOTAConfig:
     """The named preset with ``overrides`` applied."""
-    if preset not in DOTA_PRESETS:
-        raise ValueError(f"preset must be one of {sorted(DOTA_PRESETS)}, got {preset!r}")
-    return replace(DOTA_PRESETS[preset], **overrides)
+    return preset_config(DOTA_PRESETS, preset, **overrides)
 
 
 def sinusoidal_positions(positions: Tensor, dim: int) -> Tensor:

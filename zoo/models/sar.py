@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from zoo.models.conformer import ConformerBlock, ModelOutput, ctc_loss, stack_frames
 from zoo.models.masks import lengths_to_mask
+from zoo.models.presets import preset_config
 
 __all__ = ["SAR", "SAR_PRESETS", "SARConfig", "SARStreamer", "align_to_blocks", "sar_config"]
 
@@ -128,9 +129,7 @@ SAR_PRESETS: dict[str, SARConfig] = {
 
 def sar_config(preset: str = "tiny", **overrides: Any) -> SARConfig:
     """The named preset with ``overrides`` applied."""
-    if preset not in SAR_PRESETS:
-        raise ValueError(f"preset must be one of {sorted(SAR_PRESETS)}, got {preset!r}")
-    return replace(SAR_PRESETS[preset], **overrides)
+    return preset_config(SAR_PRESETS, preset, **overrides)
 
 
 def align_to_blocks(log_probs: Tensor, tokens: Tensor, block: int, blank: int = 0) -> Tensor:
@@ -246,7 +245,9 @@ class SAR(nn.Module):
         valid = (pos[None] >= 0) & (pos[None] < lengths[:, None, None])
         return w.permute(0, 1, 3, 2).reshape(B * n, cfg.window, D), valid.reshape(B * n, cfg.window), n
 
-    def _encode_windows(self, w: Tensor, valid: Tensor) -> Tensor:
+    def encode_windows(self, w: Tensor, valid: Tensor) -> Tensor:
+        """Hidden states of the ``block`` centre frames of each window (``(B·n, window, D)`` inputs, with
+        ``valid`` marking real frames); the streaming decoder calls it one window at a time."""
         h = self.input(w)
         for layer in self.layers:
             h = layer(h, valid=valid)
@@ -259,7 +260,7 @@ class SAR(nn.Module):
         x, lengths = stack_frames(feats, feat_lens, self.cfg.stack)
         B, T, _ = x.shape
         w, valid, n = self._windows(x, lengths)
-        h = self._encode_windows(w, valid).reshape(B, n * self.cfg.block, -1)[:, :T]
+        h = self.encode_windows(w, valid).reshape(B, n * self.cfg.block, -1)[:, :T]
         return h.masked_fill(~lengths_to_mask(lengths, T)[..., None], 0.0), lengths
 
     # -- label context ------------------------------------------------------------------------------
@@ -468,7 +469,7 @@ class SARStreamer:
         w = F.pad(seg, (0, 0, max(0, -start), stop - min(T, stop)))
         pos = torch.arange(start, stop, device=x.device)
         valid = ((pos >= 0) & (pos < T))[None]
-        h_b = self.model._encode_windows(w, valid)[0]
+        h_b = self.model.encode_windows(w, valid)[0]
         n_valid = min(cfg.block, T - b * cfg.block)
         self.model.decode_block(h_b, n_valid, self.state, self.fix)
         self.block_seconds.append(time.perf_counter() - t0)

@@ -1,42 +1,54 @@
-"""End-to-end training recipes that apply :mod:`bilevel` optimizers to zoo models.
+"""Training recipes of the zoo: each one a typed config and a step function for :mod:`zoo.training`.
 
+* :mod:`zoo.recipes.supervised` — supervised training of any zoo ASR model (``python -m zoo.train``);
 * :mod:`zoo.recipes.bl_just` — BL-JUST (arXiv 2401.06980, 2412.08548): CTC on labelled speech as the
   upper level, a self-supervised loss on unlabelled speech as the lower level, solved with
   :class:`bilevel.PenaltyBGD`; baselines and ablations at equal compute
   (``python -m zoo.recipes bl_just --preset quick``).
 """
 
-from zoo.recipes._streams import BatchStream
 from zoo.recipes.bl_just import (
     ABLATIONS,
     METHODS,
     BLJustConfig,
-    BLJustTrainer,
+    BLJustStep,
     PhaseSpec,
-    StepRecord,
+    PlanBatches,
     ablate,
+    bl_just_trainer,
+    build_optimizers,
     ctc_objective,
-    evaluate,
+    evaluations_done,
+    optimizer_key,
+    phase_at,
     phase_plan,
     plan_evaluations,
 )
-from zoo.recipes.encoders import ConformerAdapter, ModelParts, TinyEncoder, build_model
+from zoo.recipes.encoders import ConformerAdapter, ModelParts, TinyEncoder, build_parts
+from zoo.recipes.supervised import SupervisedConfig, SupervisedStep, spec_augment, supervised_state
 
 __all__ = [
     "ABLATIONS",
     "METHODS",
     "BLJustConfig",
-    "BLJustTrainer",
-    "BatchStream",
+    "BLJustStep",
     "ConformerAdapter",
     "ModelParts",
     "PhaseSpec",
-    "StepRecord",
+    "PlanBatches",
+    "SupervisedConfig",
+    "SupervisedStep",
     "TinyEncoder",
     "ablate",
-    "build_model",
+    "bl_just_trainer",
+    "build_optimizers",
+    "build_parts",
     "ctc_objective",
-    "evaluate",
+    "evaluations_done",
+    "optimizer_key",
+    "phase_at",
     "phase_plan",
     "plan_evaluations",
+    "spec_augment",
+    "supervised_state",
 ]

@@ -1,20 +1,28 @@
-"""``python -m zoo.recipes RECIPE [options]``: run a recipe (``bl_just``) from the command line."""
+"""``python -m zoo.recipes RECIPE [options]``: run a recipe from the command line."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
-RECIPES = ("bl_just",)
+from zoo.recipes.cli import main as bl_just_main
+
+#: The recipes and their entry points (``--help`` after the name shows each one's options).
+RECIPES: dict[str, Callable[[list[str]], int]] = {"bl_just": bl_just_main}
+
+USAGE = f"usage: python -m zoo.recipes {{{','.join(RECIPES)}}} [options]  (--help after the name)"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in RECIPES:
-        print(f"usage: python -m zoo.recipes {{{','.join(RECIPES)}}} [options]  (--help after the name)")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    from zoo.recipes.cli import main as bl_just_main
-
-    return bl_just_main(argv[1:])
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] not in RECIPES:
+        print(f"unknown recipe {argv[0]!r}; the recipes are: {', '.join(RECIPES)}", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
+        return 2
+    return RECIPES[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":

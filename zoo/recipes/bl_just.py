@@ -27,23 +27,29 @@ Phases (the authors' schedule; every length is a parameter of :class:`BLJustConf
 Compute is counted in *gradient evaluations*: one forward + backward pass of one loss on one mini-batch.
 A joint step costs two (one of f, one of g), an exploration or fine-tuning step one. The baselines of
 :func:`phase_plan` spend exactly the same number of each kind (see :meth:`BLJustConfig.budget`).
+
+The recipe runs on the zoo's one loop (:class:`zoo.training.Trainer`): :class:`BLJustStep` is its step
+function (the phase of each step follows from the step count, :func:`phase_at`), :class:`PlanBatches` its
+batch source (a :mod:`bilevel.sampling` stream of labelled and one of unlabelled batches), and
+:func:`bl_just_trainer` assembles both with every optimizer into a resumable
+:class:`zoo.training.TrainState`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from bilevel import LinearRamp, PenaltyBGD
-from zoo.losses._checks import check_choice, check_int, check_real
-from zoo.recipes._streams import BatchStream
+from zoo.checks import check_choice, check_int, check_real
 from zoo.recipes.encoders import ModelParts
+from zoo.training import Batches, Budget, Trainer, TrainState, average_gradients
 
 METHODS = ("bl_just", "supervised", "pt_ft")
 """``bl_just``: the recipe; ``supervised``: CTC only; ``pt_ft``: self-supervised pre-training, then
@@ -61,12 +67,16 @@ __all__ = [
     "ABLATIONS",
     "METHODS",
     "BLJustConfig",
-    "BLJustTrainer",
+    "BLJustStep",
     "PhaseSpec",
-    "StepRecord",
+    "PlanBatches",
     "ablate",
+    "bl_just_trainer",
+    "build_optimizers",
     "ctc_objective",
-    "evaluate",
+    "evaluations_done",
+    "optimizer_key",
+    "phase_at",
     "phase_plan",
     "plan_evaluations",
 ]
@@ -220,240 +230,169 @@ def ctc_objective(parts: ModelParts, batch: dict[str, Any], blank: int = 0) -> T
     )
 
 
-@dataclass
-class StepRecord:
-    """One training step: global step, phase, the losses evaluated (``None`` if not) and γ."""
-
-    step: int
-    phase: str
-    f: float | None
-    g: float | None
-    gamma: float | None
-
-
-@dataclass
-class _Progress:
-    phase: int = 0
-    in_phase: int = 0
-    step: int = 0
-    evaluations: dict[str, int] = field(default_factory=lambda: {"sup": 0, "unsup": 0})
-    history: list[StepRecord] = field(default_factory=list)
+def phase_at(plan: Sequence[PhaseSpec], step: int) -> PhaseSpec:
+    """The phase that global step ``step`` (0-based) belongs to."""
+    check_int(step, "step", low=0)
+    for spec in plan:
+        if step < spec.steps:
+            return spec
+        step -= spec.steps
+    raise ValueError("the plan is finished")
 
 
-class BLJustTrainer:
-    r"""Runs a :func:`phase_plan` (BL-JUST or a baseline) step by step; resumable bit for bit.
+def evaluations_done(plan: Sequence[PhaseSpec], steps: int) -> dict[str, int]:
+    """Gradient evaluations spent by the first ``steps`` steps of ``plan``, by loss and in all."""
+    done, left = [], steps
+    for spec in plan:
+        done.append(replace(spec, steps=min(spec.steps, max(0, left))))
+        left -= spec.steps
+    return plan_evaluations(done)
 
-    Args:
-        parts: the encoder θ and CTC head φ (:class:`zoo.recipes.encoders.ModelParts`).
-        ssl_loss: the lower-level loss module, owning η (e.g. :class:`zoo.losses.CPCLoss`).
-        labelled: stream of labelled batches (``feats``, ``feat_lens``, ``tokens``, ``token_lens``).
-        unlabelled: stream of unlabelled batches (``feats``, ``feat_lens``).
-        cfg: hyper-parameters; method: one of :data:`METHODS`.
 
-    ``step()`` runs one step of the current phase and returns its :class:`StepRecord`; ``run()`` runs the
-    rest of the plan. ``state_dict()`` holds the modules, every optimizer created so far, both streams,
-    the progress counters, the loss history and the global torch RNG (dropout), so that
-    ``load_state_dict`` + ``run`` equals an uninterrupted run exactly.
+def optimizer_key(spec: PhaseSpec) -> str:
+    """The optimizer a phase uses: one per kind, and one per learning rate for supervised phases."""
+    return spec.kind if spec.kind != "sup" else f"sup@{spec.lr:g}"
+
+
+def build_optimizers(
+    plan: Sequence[PhaseSpec], cfg: BLJustConfig, parts: ModelParts, ssl_loss: nn.Module
+) -> dict[str, Any]:
+    """Every optimizer of ``plan``: AdamW on θ, η (exploration), :class:`bilevel.PenaltyBGD` with φ as the
+    upper and θ, η as the lower block (joint), AdamW on θ, φ (fine-tuning, one per learning rate)."""
+    theta, phi = parts.encoder_params(), parts.head_params()
+    if not theta:
+        raise ValueError("the encoder has no trainable parameters outside the CTC head")
+    eta = [p for p in ssl_loss.parameters() if p.requires_grad]
+    adamw = partial(torch.optim.AdamW, weight_decay=cfg.weight_decay)
+    out: dict[str, Any] = {}
+    for spec in plan:
+        key = optimizer_key(spec)
+        if key in out:
+            continue
+        if spec.kind == "ssl":
+            out[key] = adamw([*theta, *eta], lr=spec.lr)
+        elif spec.kind == "sup":
+            out[key] = adamw([*theta, *phi], lr=spec.lr)
+        else:
+            out[key] = PenaltyBGD(
+                phi,
+                [*theta, *eta],
+                lr=spec.lr,
+                gamma=cfg.gamma(),
+                inner_steps=0,
+                scale_steps=cfg.scale_steps,
+                optimizer=torch.optim.AdamW,
+                optimizer_kwargs={"weight_decay": cfg.weight_decay},
+            )
+    return out
+
+
+class PlanBatches:
+    """The batch source of a phase plan: the labelled batch for a fine-tuning step, the unlabelled one for
+    an exploration step, both for a joint step (``{"labelled": ..., "unlabelled": ...}``).
+
+    A stream advances only when its batch is used, so each stream's batch sequence does not depend on the
+    phase lengths before it.
     """
 
-    def __init__(
-        self,
-        parts: ModelParts,
-        ssl_loss: nn.Module,
-        labelled: BatchStream,
-        unlabelled: BatchStream,
-        cfg: BLJustConfig,
-        method: str = "bl_just",
-        blank: int = 0,
-    ) -> None:
-        self.parts = parts
-        self.ssl_loss = ssl_loss
-        self.labelled = labelled
-        self.unlabelled = unlabelled
-        self.cfg = cfg
-        self.method = check_choice(method, "method", METHODS)
-        self.blank = blank
-        self.plan = phase_plan(method, cfg)
-        self.progress = _Progress()
-        self._optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.seconds: dict[str, float] = {k: 0.0 for k in PHASES}
-        theta = parts.encoder_params()
-        if not theta:
-            raise ValueError("the encoder has no trainable parameters outside the CTC head")
-        self._theta, self._phi = theta, parts.head_params()
-        self._eta = [p for p in ssl_loss.parameters() if p.requires_grad]
+    def __init__(self, plan: Sequence[PhaseSpec], labelled: Batches, unlabelled: Batches) -> None:
+        self.plan, self.labelled, self.unlabelled = list(plan), labelled, unlabelled
 
-    # -- optimizers ------------------------------------------------------------------------------
-    def _key(self, spec: PhaseSpec) -> str:
-        return spec.kind if spec.kind != "sup" else f"sup@{spec.lr:g}"
+    def batch(self, step: int) -> dict[str, Any]:
+        kind = phase_at(self.plan, step).kind
+        out: dict[str, Any] = {}
+        if kind in ("joint", "sup"):
+            out["labelled"] = next(self.labelled)
+        if kind in ("joint", "ssl"):
+            out["unlabelled"] = next(self.unlabelled)
+        return out
 
-    def _optimizer(self, spec: PhaseSpec) -> torch.optim.Optimizer:
-        key = self._key(spec)
-        if key not in self._optimizers:
-            adamw = partial(torch.optim.AdamW, weight_decay=self.cfg.weight_decay)
-            opt: torch.optim.Optimizer
-            if spec.kind == "ssl":
-                opt = adamw([*self._theta, *self._eta], lr=spec.lr)
-            elif spec.kind == "sup":
-                opt = adamw([*self._theta, *self._phi], lr=spec.lr)
-            else:
-                opt = PenaltyBGD(
-                    self._phi,
-                    [*self._theta, *self._eta],
-                    lr=spec.lr,
-                    gamma=self.cfg.gamma(),
-                    inner_steps=0,
-                    scale_steps=self.cfg.scale_steps,
-                    optimizer=torch.optim.AdamW,
-                    optimizer_kwargs={"weight_decay": self.cfg.weight_decay},
-                )
-            self._optimizers[key] = opt
-        return self._optimizers[key]
+    def state_dict(self) -> dict[str, Any]:
+        return {"labelled": self.labelled.state_dict(), "unlabelled": self.unlabelled.state_dict()}
 
-    # -- stepping --------------------------------------------------------------------------------
-    @property
-    def done(self) -> bool:
-        return self.progress.phase >= len(self.plan)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.labelled.load_state_dict(state["labelled"])
+        self.unlabelled.load_state_dict(state["unlabelled"])
 
-    @property
-    def total_steps(self) -> int:
-        return sum(p.steps for p in self.plan)
 
-    def _f(self, batch: dict[str, Any]) -> Tensor:
-        return ctc_objective(self.parts, batch, self.blank)
+class BLJustStep:
+    r"""The step function of BL-JUST and its baselines: one step of the phase that ``state.step`` is in.
 
-    def _g(self, batch: dict[str, Any]) -> Tensor:
-        return self.ssl_loss(self.parts.encoder, batch["feats"], batch["feat_lens"])
+    * exploration (``ssl``): AdamW on :math:`g` over θ and η;
+    * joint: :meth:`bilevel.PenaltyBGD.step` with ``upper_loss`` = f on the labelled batch and
+      ``lower_loss`` = g on the unlabelled batch;
+    * fine-tuning (``sup``): AdamW on :math:`f` over θ and φ.
 
-    def step(self) -> StepRecord:
-        """One step of the current phase."""
-        if self.done:
-            raise RuntimeError("the plan is finished")
-        spec = self.plan[self.progress.phase]
-        opt = self._optimizer(spec)
-        self.parts.encoder.train()
-        self.parts.ctc_head.train()
-        self.ssl_loss.train()
-        t0 = time.perf_counter()
-        ev = self.progress.evaluations
+    Returns ``{"phase", "f", "g", "gamma", "lr"}`` (``None`` for a loss the step did not evaluate).
+    """
+
+    def __init__(self, plan: Sequence[PhaseSpec], parts: ModelParts, ssl_loss: nn.Module) -> None:
+        self.plan, self.parts, self.ssl_loss = list(plan), parts, ssl_loss
+
+    def f(self, batch: dict[str, Any]) -> Tensor:
+        return ctc_objective(self.parts, batch, self.parts.blank)
+
+    def g(self, batch: dict[str, Any]) -> Tensor:
+        return self.ssl_loss(self.parts.encoder, batch["feats"], batch["feat_lens"])  # type: ignore[no-any-return]
+
+    def __call__(self, state: TrainState, batch: dict[str, Any]) -> dict[str, Any]:
+        spec = phase_at(self.plan, state.step)
+        opt = state.optimizers[optimizer_key(spec)]
         f = g = gamma = None
         if spec.kind == "joint":
-            assert isinstance(opt, PenaltyBGD)
-            lab, unl = next(self.labelled), next(self.unlabelled)
-            stats = opt.step(upper_loss=lambda: self._f(lab), lower_loss=lambda: self._g(unl))
-            f, g, gamma = stats.f, stats.g, stats.gamma
-            ev["sup"] += 1
-            ev["unsup"] += 1
+            lab, unl = batch["labelled"], batch["unlabelled"]
+            stats = opt.step(
+                upper_loss=lambda: self.f(lab),
+                lower_loss=lambda: self.g(unl),
+                batch_size=len(lab["feat_lens"]),  # averages its gradients across ranks under torchrun
+            )
+            f, g, gamma = float(stats.f), float(stats.g), float(stats.gamma)
         else:
             opt.zero_grad(set_to_none=True)
-            if spec.kind == "ssl":
-                loss = self._g(next(self.unlabelled))
-                ev["unsup"] += 1
-            else:
-                loss = self._f(next(self.labelled))
-                ev["sup"] += 1
+            loss = self.g(batch["unlabelled"]) if spec.kind == "ssl" else self.f(batch["labelled"])
             if not bool(torch.isfinite(loss)):
-                raise FloatingPointError(f"{spec.kind} loss is not finite at step {self.progress.step}")
+                raise FloatingPointError(f"{spec.kind} loss is not finite at step {state.step}")
             loss.backward()
+            used = batch["unlabelled" if spec.kind == "ssl" else "labelled"]
+            average_gradients(
+                [p for group in opt.param_groups for p in group["params"]], weight=len(used["feat_lens"])
+            )
             opt.step()
             if spec.kind == "ssl":
                 g = float(loss.detach())
             else:
                 f = float(loss.detach())
-        self.seconds[spec.kind] += time.perf_counter() - t0
-        rec = StepRecord(self.progress.step, spec.kind, f, g, gamma)
-        self.progress.history.append(rec)
-        self.progress.step += 1
-        self.progress.in_phase += 1
-        if self.progress.in_phase >= spec.steps:
-            self.progress.phase += 1
-            self.progress.in_phase = 0
-        return rec
-
-    def run(self, progress: bool = False, desc: str = "") -> list[StepRecord]:
-        """Run the rest of the plan (tqdm bar when ``progress``); returns the whole history."""
-        from tqdm.auto import tqdm
-
-        with tqdm(
-            total=self.total_steps, initial=self.progress.step, disable=not progress, desc=desc, leave=False
-        ) as bar:
-            while not self.done:
-                rec = self.step()
-                bar.update(1)
-                if rec.step % 25 == 0:
-                    bar.set_postfix_str(rec.phase)
-        return self.progress.history
-
-    # -- checkpointing ---------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        p = self.progress
-        return {
-            "method": self.method,
-            "cfg": asdict(self.cfg),
-            "encoder": self.parts.encoder.state_dict(),
-            "ctc_head": self.parts.ctc_head.state_dict(),
-            "ssl_loss": self.ssl_loss.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in self._optimizers.items()},
-            "labelled": self.labelled.state_dict(),
-            "unlabelled": self.unlabelled.state_dict(),
-            "progress": {
-                "phase": p.phase,
-                "in_phase": p.in_phase,
-                "step": p.step,
-                "evaluations": dict(p.evaluations),
-                "history": [asdict(r) for r in p.history],
-            },
-            "torch_rng": torch.get_rng_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("method") != self.method or state.get("cfg") != asdict(self.cfg):
-            raise ValueError("state_dict was saved by a trainer with another method or config")
-        self.parts.encoder.load_state_dict(state["encoder"])
-        self.parts.ctc_head.load_state_dict(state["ctc_head"])
-        self.ssl_loss.load_state_dict(state["ssl_loss"])
-        for key, sd in state["optimizers"].items():
-            spec = next(s for s in self.plan if self._key(s) == key)
-            self._optimizer(spec).load_state_dict(sd)
-        self.labelled.load_state_dict(state["labelled"])
-        self.unlabelled.load_state_dict(state["unlabelled"])
-        pr = state["progress"]
-        self.progress = _Progress(
-            pr["phase"],
-            pr["in_phase"],
-            pr["step"],
-            dict(pr["evaluations"]),
-            [StepRecord(**r) for r in pr["history"]],
-        )
-        torch.set_rng_state(state["torch_rng"])
-
-    def evaluations(self) -> dict[str, int]:
-        """Gradient evaluations spent so far, by loss and in all."""
-        ev = self.progress.evaluations
-        return {"sup": ev["sup"], "unsup": ev["unsup"], "total": ev["sup"] + ev["unsup"]}
+        return {"phase": spec.kind, "f": f, "g": g, "gamma": gamma, "lr": spec.lr}
 
 
-@torch.no_grad()
-def evaluate(
+def bl_just_trainer(
     parts: ModelParts,
-    items: Sequence[Any],
-    collate: Callable[[list[Any]], dict[str, Any]],
-    decode: Callable[[list[int]], str],
-    batch_size: int = 16,
-    blank: int = 0,
-) -> dict[str, Any]:
-    """Greedy CTC decoding of ``items``; returns ``{"wer", "cer", "refs", "hyps"}`` (rates in [0, ∞))."""
-    from zoo.decoding import ctc_greedy
-    from zoo.metrics import cer, wer
-
-    parts.encoder.eval()
-    parts.ctc_head.eval()
-    refs: list[str] = []
-    hyps: list[str] = []
-    for i in range(0, len(items), batch_size):
-        batch = collate(list(items[i : i + batch_size]))
-        hidden, lens = parts.encoder(batch["feats"], batch["feat_lens"])
-        ids = ctc_greedy(parts.ctc_head(hidden), lens, blank=blank)
-        hyps += [decode(x) for x in ids]
-        refs += list(batch["texts"])
-    return {"wer": wer(refs, hyps), "cer": cer(refs, hyps), "refs": refs, "hyps": hyps}
+    ssl_loss: nn.Module,
+    labelled: Batches,
+    unlabelled: Batches,
+    cfg: BLJustConfig,
+    method: str = "bl_just",
+    *,
+    run_dir: str | Path | None = None,
+    progress: bool = False,
+    desc: str = "",
+) -> Trainer:
+    """The :class:`zoo.training.Trainer` of ``method``'s :func:`phase_plan` under ``cfg``: modules θ+φ
+    (``"model"``) and η (``"ssl_loss"``), every optimizer, both batch streams, a step budget of the plan's
+    length. ``trainer.run()`` trains; ``trainer.state.history`` holds one row per step."""
+    check_choice(method, "method", METHODS)
+    plan = phase_plan(method, cfg)
+    state = TrainState(
+        modules={"model": parts, "ssl_loss": ssl_loss},
+        optimizers=build_optimizers(plan, cfg, parts, ssl_loss),
+        data=PlanBatches(plan, labelled, unlabelled),
+    )
+    return Trainer(
+        state,
+        BLJustStep(plan, parts, ssl_loss),
+        Budget(steps=sum(p.steps for p in plan)),
+        run_dir=run_dir,
+        meta={"recipe": "bl_just", "method": method, "config": asdict(cfg)},
+        progress=progress,
+        desc=desc or method,
+    )

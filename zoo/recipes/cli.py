@@ -11,136 +11,183 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-PRESETS: dict[str, dict[str, Any]] = {
+import matplotlib.pyplot as plt
+import torch
+
+from zoo.data import build_corpus
+from zoo.recipes.bl_just import METHODS, BLJustConfig
+from zoo.recipes.encoders import ENCODERS
+from zoo.recipes.experiment import (
+    SSL_LOSSES,
+    RunResult,
+    load_pool,
+    plot_ablations,
+    plot_joint_curves,
+    plot_wer,
+    results_table,
+    run_one,
+    smooth,
+    split_share,
+)
+from zoo.training import dataclass_arguments, dataclass_from_args, default_threads
+
+__all__ = ["PRESETS", "BLJustRun", "gap_reference", "main", "parser", "write_report"]
+
+
+@dataclass(frozen=True)
+class BLJustRun:
+    """A ``python -m zoo.recipes bl_just`` run: the corpus, the labelled shares and seeds, the methods, the
+    model and the BL-JUST hyper-parameters (the symbols of the paper's Algorithm 1).
+
+    Attributes:
+        corpus: corpus preset (en-quick, en, tiny, ...) or a built corpus directory.
+        shares: labelled shares of the training pool.
+        seeds: seeds (model, SSL head, batch order, labelled subset).
+        methods: methods to compare at equal compute.
+        encoder: the shared encoder (tiny convolutional, or the zoo's tiny Conformer).
+        ssl: the lower-level self-supervised loss.
+        steps: N1 exploration, N2 joint and N3 fine-tuning steps.
+        cycles: K, repetitions of (exploration, joint).
+        lr: learning rates ρ (exploration), α (joint), τ (fine-tuning).
+        gamma: γ at the first joint step and its maximum (linear ramp).
+        batch_size: utterances per labelled and per unlabelled batch.
+        ablations: also run the BL-JUST ablations.
+        ablation_share: the labelled share of the ablations.
+        out: output folder.
+    """
+
+    corpus: str = "en-quick"
+    shares: tuple[float, ...] = (0.2,)
+    seeds: tuple[int, ...] = (0,)
+    methods: tuple[str, ...] = field(
+        default=("bl_just", "pt_ft", "supervised"), metadata={"choices": METHODS}
+    )
+    encoder: str = field(default="conformer", metadata={"choices": ENCODERS})
+    ssl: str = field(default="cpc", metadata={"choices": SSL_LOSSES})
+    steps: tuple[int, int, int] = field(default=(100, 200, 50), metadata={"metavar": ("N1", "N2", "N3")})
+    cycles: int = 1
+    lr: tuple[float, float, float] = field(
+        default=(2e-3, 2e-3, 5e-4), metadata={"metavar": ("RHO", "ALPHA", "TAU")}
+    )
+    gamma: tuple[float, float] = field(default=(0.0, 1.0), metadata={"metavar": ("START", "MAX")})
+    batch_size: int = 8
+    ablations: bool = True
+    ablation_share: float = 0.2
+    out: str = "results/bl_just"
+
+    def config(self) -> BLJustConfig:
+        """The :class:`zoo.recipes.BLJustConfig` of this run."""
+        n1, n2, n3 = self.steps
+        return BLJustConfig(
+            exploration_steps=n1,
+            joint_steps=n2,
+            finetune_steps=n3,
+            cycles=self.cycles,
+            lr_exploration=self.lr[0],
+            lr_joint=self.lr[1],
+            lr_finetune=self.lr[2],
+            gamma_start=self.gamma[0],
+            gamma_max=self.gamma[1],
+        )
+
+
+_QUICK = BLJustRun()
+#: Named scales of the recipe; every option overrides its preset's value.
+PRESETS: dict[str, BLJustRun] = {
     # ≈ 4 min on one thread: one share, one seed, a few hundred steps of the tiny Conformer on the quick
     # English corpus (≈ 380 training utterances). The convolutional ``--encoder tiny`` is 5x faster but
     # stays above 100 % WER at this budget.
-    "quick": {
-        "corpus": "en-quick",
-        "shares": [0.2],
-        "seeds": [0],
-        "encoder": "conformer",
-        "steps": [100, 200, 50],
-        "ablation_share": 0.2,
-    },
-    # The issue's setting: the English corpus (≈ 2 000 training utterances, 1 h), the zoo's Conformer,
-    # labelled shares 5/10/20 %, three seeds (≈ 3 min per run, ≈ 2 h on one thread).
-    "standard": {
-        "corpus": "en",
-        "shares": [0.05, 0.1, 0.2],
-        "seeds": [0, 1, 2],
-        "encoder": "conformer",
-        "steps": [400, 800, 200],
-        "ablation_share": 0.05,
-    },
+    "quick": _QUICK,
+    # The papers' setting at CPU scale: the English corpus (≈ 2 000 training utterances, 1 h), the zoo's
+    # Conformer, labelled shares 5/10/20 %, three seeds (≈ 3 min per run, ≈ 2 h on one thread).
+    "standard": replace(
+        _QUICK,
+        corpus="en",
+        shares=(0.05, 0.1, 0.2),
+        seeds=(0, 1, 2),
+        steps=(400, 800, 200),
+        ablation_share=0.05,
+    ),
     # The same at 2.5x the steps (≈ 5 h on one thread).
-    "full": {
-        "corpus": "en",
-        "shares": [0.05, 0.1, 0.2],
-        "seeds": [0, 1, 2],
-        "encoder": "conformer",
-        "steps": [1000, 2000, 500],
-        "ablation_share": 0.05,
-    },
+    "full": replace(
+        _QUICK,
+        corpus="en",
+        shares=(0.05, 0.1, 0.2),
+        seeds=(0, 1, 2),
+        steps=(1000, 2000, 500),
+        ablation_share=0.05,
+    ),
 }
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(preset: str = "quick") -> argparse.ArgumentParser:
+    """The command line, with the defaults of ``PRESETS[preset]``."""
     ap = argparse.ArgumentParser(
         prog="python -m zoo.recipes bl_just",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Defaults shown are those of --preset {preset}; give --preset before --help to see "
+        "another's.",
     )
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-    ap.add_argument("--corpus", help="corpus preset (tiny, small, ...) or a built corpus directory")
-    ap.add_argument("--shares", type=float, nargs="+", help="labelled shares of the pool, e.g. 0.05 0.1 0.2")
-    ap.add_argument("--seeds", type=int, nargs="+")
-    ap.add_argument("--methods", nargs="+", default=["bl_just", "pt_ft", "supervised"])
-    ap.add_argument("--encoder", choices=["tiny", "conformer"])
-    ap.add_argument("--ssl", choices=["cpc", "masked"], default="cpc")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="the scale (default: quick)")
     ap.add_argument(
-        "--steps",
-        type=int,
-        nargs=3,
-        metavar=("N1", "N2", "N3"),
-        help="exploration, joint and fine-tuning steps",
+        "--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or 1)"
     )
-    ap.add_argument("--cycles", type=int, default=1)
-    ap.add_argument("--lr", type=float, nargs=3, default=[2e-3, 2e-3, 5e-4], metavar=("RHO", "ALPHA", "TAU"))
-    ap.add_argument("--gamma", type=float, nargs=2, default=[0.0, 1.0], metavar=("START", "MAX"))
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--no-ablations", action="store_true", help="skip the BL-JUST ablations")
-    ap.add_argument("--ablation-share", type=float)
-    ap.add_argument("--out", type=Path, default=Path("results/bl_just"))
-    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars (default: off)")
     ap.add_argument(
         "--from-json",
         type=Path,
         metavar="RESULTS",
-        help="redraw the table and figures from a results.json instead of training",
+        help="redraw the table and figures from a results.json instead of training (default: train)",
     )
+    dataclass_arguments(ap, BLJustRun, PRESETS[preset])
     return ap
+
+
+def _preset(argv: list[str]) -> str:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default="quick")
+    ns, _ = pre.parse_known_args(argv)
+    return ns.preset if ns.preset in PRESETS else "quick"
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
-    args = parser().parse_args(argv)
-    preset = PRESETS[args.preset]
-    for k in ("corpus", "shares", "seeds", "encoder", "steps", "ablation_share"):
-        if getattr(args, k) is None:
-            setattr(args, k, preset[k])
-
-    import torch
-
-    from zoo.recipes.bl_just import BLJustConfig
-    from zoo.recipes.experiment import load_pool, run_one, split_share
-
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser(_preset(argv)).parse_args(argv)
+    run = dataclass_from_args(BLJustRun, args)
+    out = Path(run.out)
+    torch.set_num_threads(args.threads if args.threads is not None else default_threads())
     if args.from_json is not None:
-        from zoo.recipes.experiment import RunResult
-
         saved = json.loads(args.from_json.read_text())
-        args.ablation_share = float(saved["args"].get("ablation_share", args.ablation_share))
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_report([RunResult(**r) for r in saved["runs"]], BLJustConfig(**saved["config"]), args, args.out)
-        print(f"report: {args.out / 'report.md'}")
+        run = replace(run, ablation_share=float(saved["run"].get("ablation_share", run.ablation_share)))
+        out.mkdir(parents=True, exist_ok=True)
+        write_report([RunResult(**r) for r in saved["runs"]], BLJustConfig(**saved["config"]), run, out)
+        print(f"report: {out / 'report.md'}")
         return 0
-    n1, n2, n3 = args.steps
-    cfg = BLJustConfig(
-        exploration_steps=n1,
-        joint_steps=n2,
-        finetune_steps=n3,
-        cycles=args.cycles,
-        lr_exploration=args.lr[0],
-        lr_joint=args.lr[1],
-        lr_finetune=args.lr[2],
-        gamma_start=args.gamma[0],
-        gamma_max=args.gamma[1],
-    )
-    corpus = Path(args.corpus)
+    cfg = run.config()
+    corpus = Path(run.corpus)
     if not corpus.is_dir():
-        from zoo.data import build_corpus
-
-        corpus = build_corpus(args.corpus, seed=0, progress=not args.quiet)
+        corpus = build_corpus(run.corpus, seed=0, progress=not args.quiet)
     pool = load_pool(corpus, progress=not args.quiet)
     runs = []
     # Seed-major order: every finished seed adds one complete row per share and per ablation, so a run cut
     # short still reports every setting (with fewer seeds).
     jobs: list[tuple[float, int, str, str]] = []
-    for seed in args.seeds:
-        jobs += [(s, seed, m, "full") for s in args.shares for m in args.methods]
-        if not args.no_ablations:
-            if args.ablation_share not in args.shares:
-                jobs += [(args.ablation_share, seed, m, "full") for m in args.methods]
+    for seed in run.seeds:
+        jobs += [(s, seed, m, "full") for s in run.shares for m in run.methods]
+        if run.ablations:
+            if run.ablation_share not in run.shares:
+                jobs += [(run.ablation_share, seed, m, "full") for m in run.methods]
             jobs += [
-                (args.ablation_share, seed, "bl_just", v)
+                (run.ablation_share, seed, "bl_just", v)
                 for v in ("no_exploration", "no_finetune", "constant_gamma")
             ]
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     for i, (share, seed, method, variant) in enumerate(jobs):
         data = split_share(pool, share, seed)
         r = run_one(
@@ -149,10 +196,10 @@ def main(argv: list[str] | None = None) -> int:
             method,
             seed=seed,
             variant=variant,
-            encoder=args.encoder,
-            ssl=args.ssl,
-            batch_size=args.batch_size,
-            unlabelled_batch_size=args.batch_size,
+            encoder=run.encoder,
+            ssl=run.ssl,
+            batch_size=run.batch_size,
+            unlabelled_batch_size=run.batch_size,
             progress=not args.quiet,
         )
         runs.append(r)
@@ -162,37 +209,31 @@ def main(argv: list[str] | None = None) -> int:
                 f"CER {100 * r.cer:.1f}% ({r.seconds:.0f} s)",
                 flush=True,
             )
-        write_report(runs, cfg, args, args.out)
-    print(f"report: {args.out / 'report.md'}")
+        write_report(runs, cfg, run, out)
+    print(f"report: {out / 'report.md'}")
     return 0
 
 
 def gap_reference(runs: list[Any], share: float, seed: int, window: int = 10) -> float | None:
     """v̂: the lowest moving-average SSL loss any pure self-supervised phase reached for (share, seed)."""
-    from zoo.recipes.experiment import _smooth
-
     best = None
     for r in runs:
         if r.share == share and r.seed == seed:
             g = [h["g"] for h in r.history if h["phase"] == "ssl"]
             if g:
-                m = min(_smooth(g, window))
+                m = min(smooth(g, window))
                 best = m if best is None else min(best, m)
     return best
 
 
-def write_report(runs: list[Any], cfg: Any, args: argparse.Namespace, out: Path) -> None:
+def write_report(runs: list[Any], cfg: BLJustConfig, run: BLJustRun, out: Path) -> None:
     """(Re)write every artefact from the runs so far."""
-    import matplotlib.pyplot as plt
-
-    from zoo.recipes.experiment import plot_ablations, plot_joint_curves, plot_wer, results_table
-
     main_runs = [r for r in runs if r.variant in ("", "full")]
     (out / "results.json").write_text(
         json.dumps(
             {
                 "config": asdict(cfg),
-                "args": {k: str(v) for k, v in vars(args).items()},
+                "run": asdict(run),
                 "runs": [asdict(r) for r in runs],
             },
             indent=1,
@@ -232,7 +273,7 @@ def write_report(runs: list[Any], cfg: Any, args: argparse.Namespace, out: Path)
         fig.savefig(out / "curves.png", dpi=110)
         plt.close(fig)
         lines += ["", "## Losses during training", "", "![curves](curves.png)"]
-    abl = [r for r in runs if r.share == args.ablation_share and (r.method == "bl_just" or r.variant == "")]
+    abl = [r for r in runs if r.share == run.ablation_share and (r.method == "bl_just" or r.variant == "")]
     if any(r.variant not in ("", "full") for r in abl):
         fig = plot_ablations(abl)
         fig.tight_layout()

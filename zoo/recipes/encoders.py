@@ -5,21 +5,21 @@
 * :class:`ConformerAdapter` — wraps the zoo's Conformer encoder
   (:class:`zoo.models.conformer.ConformerEncoder`,
   self-conditioning off) so that it returns ``(hidden, lens)``; its CTC head is the encoder's ``out`` layer.
-* :func:`build_model` — one of the above plus a CTC head, as a :class:`ModelParts`.
+* :func:`build_parts` — one of the above plus a CTC head, as a :class:`ModelParts`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
-from zoo.losses._checks import check_choice, check_int
+from zoo.checks import check_choice, check_int
+from zoo.decoding import ctc_greedy
+from zoo.models.conformer import ConformerEncoder, conformer_config
 
 ENCODERS = ("tiny", "conformer")
 
-__all__ = ["ENCODERS", "ConformerAdapter", "ModelParts", "TinyEncoder", "build_model"]
+__all__ = ["ENCODERS", "ConformerAdapter", "ModelParts", "TinyEncoder", "build_parts"]
 
 
 class TinyEncoder(nn.Module):
@@ -80,20 +80,33 @@ class ConformerAdapter(nn.Module):
         return out.hidden, out.lengths
 
 
-@dataclass
-class ModelParts:
+class ModelParts(nn.Module):
     """A recipe model: the shared encoder θ and the CTC head φ (the SSL head η belongs to the loss).
 
-    Attributes:
+    Args:
         encoder: ``(feats, lens) → (hidden (B, T', dim), lens)``.
-        ctc_head: ``hidden → logits (B, T', vocab)``.
+        ctc_head: ``hidden → logits (B, T', vocab)`` (it may live inside ``encoder``).
         dim: hidden width; stride: input frames per hidden frame.
+        blank: the CTC blank id (greedy decoding in :meth:`transcribe`).
     """
 
-    encoder: nn.Module
-    ctc_head: nn.Module
-    dim: int
-    stride: int
+    def __init__(
+        self, encoder: nn.Module, ctc_head: nn.Module, dim: int, stride: int, blank: int = 0
+    ) -> None:
+        super().__init__()
+        self.encoder, self.ctc_head = encoder, ctc_head
+        self.dim, self.stride, self.blank = dim, stride, blank
+
+    def forward(self, feats: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
+        """CTC logits ``(B, T', vocab)`` and their lengths."""
+        hidden, out_lens = self.encoder(feats, lens)
+        return self.ctc_head(hidden), out_lens
+
+    @torch.no_grad()
+    def transcribe(self, feats: Tensor, feat_lens: Tensor) -> list[list[int]]:
+        """Greedy CTC decoding (token ids per utterance)."""
+        logits, lens = self(feats, feat_lens)
+        return ctc_greedy(logits, lens, blank=self.blank)
 
     def encoder_params(self) -> list[nn.Parameter]:
         """θ: the encoder's parameters that are not the CTC head's (a head may live inside the encoder)."""
@@ -105,7 +118,7 @@ class ModelParts:
         return [p for p in self.ctc_head.parameters() if p.requires_grad]
 
 
-def build_model(
+def build_parts(
     kind: str, n_feats: int, vocab_size: int, *, seed: int = 0, dim: int = 64, stride: int = 2
 ) -> ModelParts:
     """A fresh encoder + CTC head, initialised from ``seed``.
@@ -120,8 +133,6 @@ def build_model(
         if kind == "tiny":
             enc = TinyEncoder(n_feats, dim, stride)
             return ModelParts(enc, nn.Linear(dim, vocab_size), dim, stride)
-        from zoo.models.conformer import ConformerEncoder, conformer_config
-
         cfg = conformer_config(
             "tiny", n_mels=n_feats, vocab_size=vocab_size, self_conditioning=False, mid_weight=0.0
         )

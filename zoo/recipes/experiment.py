@@ -14,19 +14,32 @@ from __future__ import annotations
 
 import copy
 import statistics
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from zoo.checks import check_choice, check_real
+from zoo.data import CharTokenizer, LogMel, SpeechDataset, collate, utterance_cmvn
 from zoo.losses import CPCLoss, MaskedPredictionLoss
-from zoo.losses._checks import check_choice, check_real
-from zoo.recipes._streams import BatchStream
-from zoo.recipes.bl_just import BLJustConfig, BLJustTrainer, ablate, evaluate, phase_plan, plan_evaluations
-from zoo.recipes.encoders import ModelParts, build_model
+from zoo.recipes.bl_just import (
+    PHASES,
+    BLJustConfig,
+    ablate,
+    bl_just_trainer,
+    ctc_objective,
+    evaluations_done,
+    phase_plan,
+    plan_evaluations,
+)
+from zoo.recipes.encoders import ModelParts, build_parts
+from zoo.training import Batches, Trainer, evaluate
 
 SSL_LOSSES = ("cpc", "masked")
 
@@ -42,6 +55,7 @@ __all__ = [
     "plot_wer",
     "results_table",
     "run_one",
+    "smooth",
     "split_share",
 ]
 
@@ -76,10 +90,6 @@ def load_pool(
     corpus_dir: str | Path, n_mels: int = 40, languages: Sequence[str] | None = None, progress: bool = False
 ) -> Pool:
     """Log-mel features (per-utterance CMVN) of a built corpus' training pool and test split."""
-    from tqdm.auto import tqdm
-
-    from zoo.data import CharTokenizer, LogMel, SpeechDataset, collate, utterance_cmvn
-
     tok = CharTokenizer.from_corpus(corpus_dir)
     fe = LogMel(n_mels=n_mels)
     kw: dict[str, Any] = {"languages": languages, "transform": utterance_cmvn}
@@ -135,21 +145,26 @@ class RunResult:
         return self.method if self.variant in ("", "full") else f"{self.method}:{self.variant}"
 
 
-@torch.no_grad()
-def _final_losses(trainer: BLJustTrainer, data: RecipeData, batches: int = 4) -> dict[str, float]:
-    """CTC on labelled batches and the SSL loss on unlabelled batches, eval mode, fixed sampling."""
-    from zoo.recipes.bl_just import ctc_objective
+def stream(
+    items: Sequence[Any], batch_size: int, collate_fn: Callable[[list[Any]], Any], seed: int
+) -> Batches:
+    """Random (unbucketed) batches of ``batch_size`` items, full shuffled epochs, incomplete batches
+    dropped: the recipe's labelled and unlabelled streams (:class:`zoo.training.Batches`)."""
+    return Batches.shuffled(items, batch_size, collate_fn, seed=seed, pool_batches=1, drop_last=True)
 
-    parts = trainer.parts
-    parts.encoder.eval()
-    parts.ctc_head.eval()
-    ssl = copy.deepcopy(trainer.ssl_loss).eval()
+
+@torch.no_grad()
+def _final_losses(trainer: Trainer, data: RecipeData, batch_size: int, batches: int = 4) -> dict[str, float]:
+    """CTC on labelled batches and the SSL loss on unlabelled batches, eval mode, fixed sampling."""
+    parts = trainer.state.modules["model"]
+    parts.eval()
+    ssl = copy.deepcopy(trainer.state.modules["ssl_loss"]).eval()
     gen = getattr(ssl, "generator", None)
     if isinstance(gen, torch.Generator):
         gen.manual_seed(12345)
-    lab = BatchStream(data.labelled, trainer.labelled.batch_size, data.collate, seed=999)
-    unl = BatchStream(data.unlabelled, trainer.unlabelled.batch_size, data.collate, seed=998)
-    f = statistics.fmean(float(ctc_objective(parts, next(lab))) for _ in range(batches))
+    lab = stream(data.labelled, batch_size, data.collate, seed=999)
+    unl = stream(data.unlabelled, batch_size, data.collate, seed=998)
+    f = statistics.fmean(float(ctc_objective(parts, next(lab))) for _ in range(batches))  # type: ignore[arg-type]
     g = statistics.fmean(
         float(ssl(parts.encoder, (b := next(unl))["feats"], b["feat_lens"])) for _ in range(batches)
     )
@@ -175,22 +190,34 @@ def run_one(
     The model, the SSL head, the batch order and dropout all derive from ``seed``; the run leaves the
     global torch RNG as it found it.
     """
-    import time
-
     run_cfg = ablate(cfg, variant) if method == "bl_just" else cfg
-    parts = build_model(encoder, data.n_feats, data.vocab_size, seed=seed)
+    parts = build_parts(encoder, data.n_feats, data.vocab_size, seed=seed)
     ssl_loss = build_ssl_loss(ssl, parts, data.n_feats, seed=seed, **(ssl_kwargs or {}))
-    lab = BatchStream(data.labelled, batch_size, data.collate, seed=2 * seed)
-    unl = BatchStream(data.unlabelled, unlabelled_batch_size, data.collate, seed=2 * seed + 1)
-    trainer = BLJustTrainer(parts, ssl_loss, lab, unl, run_cfg, method)
+    lab = stream(data.labelled, batch_size, data.collate, seed=2 * seed)
+    unl = stream(data.unlabelled, unlabelled_batch_size, data.collate, seed=2 * seed + 1)
+    trainer = bl_just_trainer(
+        parts,
+        ssl_loss,
+        lab,
+        unl,
+        run_cfg,
+        method,
+        progress=progress,
+        desc=f"{method}:{variant} share={data.share:g} seed={seed}",
+    )
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        trainer.run(progress=progress, desc=f"{method}:{variant} share={data.share:g} seed={seed}")
+        history = trainer.run()
     seconds = time.perf_counter() - t0
-    assert trainer.evaluations() == plan_evaluations(phase_plan(method, run_cfg))
-    final = _final_losses(trainer, data)
-    scores = evaluate(parts, data.test, data.collate, data.decode)
+    plan = phase_plan(method, run_cfg)
+    evaluations = evaluations_done(plan, trainer.state.step)
+    assert evaluations == plan_evaluations(plan)
+    final = _final_losses(trainer, data, batch_size)
+    scores = evaluate(parts, data.test, data.decode, data.collate)
+    phase_seconds = {k: 0.0 for k in PHASES}
+    for h in history:
+        phase_seconds[h["phase"]] += h["step_seconds"]
     return RunResult(
         method,
         variant if method == "bl_just" else "",
@@ -198,10 +225,10 @@ def run_one(
         seed,
         scores["wer"],
         scores["cer"],
-        trainer.evaluations(),
+        evaluations,
         seconds,
-        dict(trainer.seconds),
-        [asdict(r) for r in trainer.progress.history],
+        phase_seconds,
+        [{k: h[k] for k in ("step", "phase", "f", "g", "gamma")} for h in history],
         final,
         list(zip(scores["refs"], scores["hyps"]))[:3],
     )
@@ -246,8 +273,6 @@ _COLORS = {"bl_just": "C0", "pt_ft": "C1", "supervised": "C2"}
 
 def plot_wer(results: Sequence[RunResult], metric: str = "wer", ax: Any = None) -> Any:
     """Test error rate against labelled share per method: seed means, ± std bars, each seed as a dot."""
-    import matplotlib.pyplot as plt
-
     check_choice(metric, "metric", ("wer", "cer"))
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.8))
@@ -277,7 +302,8 @@ def plot_wer(results: Sequence[RunResult], metric: str = "wer", ax: Any = None) 
     return ax
 
 
-def _smooth(xs: list[float], w: int) -> list[float]:
+def smooth(xs: list[float], w: int) -> list[float]:
+    """Moving average of ``xs`` over the last ``w`` values (fewer at the start)."""
     out, acc = [], 0.0
     for i, x in enumerate(xs):
         acc += x
@@ -293,8 +319,8 @@ def joint_curves(result: RunResult, v_hat: float | None = None, window: int = 10
     if not rows:
         raise ValueError("the run has no joint phase")
     steps = [h["step"] for h in rows]
-    f = _smooth([h["f"] for h in rows], window)
-    g = _smooth([h["g"] for h in rows], window)
+    f = smooth([h["f"] for h in rows], window)
+    g = smooth([h["g"] for h in rows], window)
     out: dict[str, Any] = {"steps": steps, "f": f, "g": g, "gamma": [h["gamma"] for h in rows]}
     if v_hat is not None:
         out["gap"] = [x - v_hat for x in g]
@@ -306,8 +332,6 @@ def plot_joint_curves(result: RunResult, v_hat: float | None = None, window: int
 
     ``window``: moving-average length (default ``max(10, steps // 60)``).
     """
-    import matplotlib.pyplot as plt
-
     window = window or max(10, len(result.history) // 60)
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -315,11 +339,11 @@ def plot_joint_curves(result: RunResult, v_hat: float | None = None, window: int
     fs = [(h["step"], h["f"]) for h in hist if h["f"] is not None]
     gs = [(h["step"], h["g"]) for h in hist if h["g"] is not None]
     axes[0].plot(
-        [s for s, _ in fs], _smooth([v for _, v in fs], window), color="C2", label="f = CTC (labelled)"
+        [s for s, _ in fs], smooth([v for _, v in fs], window), color="C2", label="f = CTC (labelled)"
     )
     axes[0].set_ylabel("CTC loss")
     axes[1].plot(
-        [s for s, _ in gs], _smooth([v for _, v in gs], window), color="C1", label="g = SSL (unlabelled)"
+        [s for s, _ in gs], smooth([v for _, v in gs], window), color="C1", label="g = SSL (unlabelled)"
     )
     axes[1].set_ylabel("self-supervised loss")
     cur = joint_curves(result, v_hat, window)
@@ -348,8 +372,6 @@ def plot_joint_curves(result: RunResult, v_hat: float | None = None, window: int
 
 def plot_ablations(results: Sequence[RunResult], metric: str = "wer") -> Any:
     """Bar chart of test error per BL-JUST variant (mean ± std over seeds) beside the baselines."""
-    import matplotlib.pyplot as plt
-
     groups = group(results)
     labels = list(dict.fromkeys(label for _, label in groups))
     fig, ax = plt.subplots(figsize=(7, 3.6))

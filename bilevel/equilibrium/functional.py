@@ -1,8 +1,10 @@
-"""Functional core of equilibrium-constrained multi-source training (PTEC, arXiv 2508.19990).
+r"""Functional core of equilibrium-constrained multi-source training (PTEC, arXiv 2508.19990).
 
-Problem: :math:`\\min_\\theta \\frac1M\\sum_i \\ell_i(\\phi_i^K(\\theta))` with
-:math:`\\phi_i^0 = \\theta`, :math:`\\phi_i^{k+1} = \\phi_i^k - \\beta\\nabla\\ell_i(\\phi_i^k)`.
-These functions compute the outer direction; :class:`bilevel.Equilibrium` applies it.
+Problem: :math:`\min_\theta \frac1M\sum_i \ell_i(\phi_i^K(\theta))` with
+:math:`\phi_i^0 = \theta`, :math:`\phi_i^{k+1} = \phi_i^k - \beta\nabla\ell_i(\phi_i^k)`.
+These functions compute the outer direction; the stateful :class:`bilevel.Equilibrium`
+(:mod:`bilevel.equilibrium.optimizer`) applies it. Gradients and parameter swaps go through the shared
+plumbing of :mod:`bilevel._autograd`, as in :mod:`bilevel.penalty.functional`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bilevel._autograd import exchanged, grads_or_zeros
 from bilevel._checks import check_choice, check_int, check_loss, check_real
 
 MODES = ("first_order", "second_order", "reptile")
@@ -41,10 +44,8 @@ class SourceResult:
 
 
 def _grads(loss: Tensor, ins: Sequence[Tensor], name: str, *, create_graph: bool = False) -> list[Tensor]:
-    if not loss.requires_grad:
-        raise ValueError(f"{name} returned a loss that does not depend on the parameters")
-    gs = torch.autograd.grad(loss, list(ins), create_graph=create_graph, allow_unused=True)
-    return [torch.zeros_like(t) if g is None else g for g, t in zip(gs, ins)]
+    """Gradients (zeros for unused parameters); a loss reaching none of ``ins`` raises, naming ``name``."""
+    return grads_or_zeros(loss, ins, create_graph=create_graph, name=name)
 
 
 def _lrs(inner_lr: float | Sequence[float], n: int) -> list[float]:
@@ -80,8 +81,10 @@ def source_direction(
       = (\theta-\phi_i^K)/(\beta K)`; needs :math:`K \ge 1`.
 
     The closure is called :math:`K+1` times (one fresh batch per call). Without ``functional`` it
-    is evaluated at :math:`\phi` by writing :math:`\phi` into ``params`` in place; the original
-    values are restored bit for bit before returning (also on error).
+    is evaluated at :math:`\phi` by backing ``params`` with :math:`\phi`'s storage
+    (:func:`bilevel._autograd.exchanged`); the parameters' own values are never written, so they are
+    exactly as before on return (also on error). A closure whose loss does not depend on the parameters
+    raises a ``ValueError`` (it would otherwise contribute a silent zero direction).
     """
     mode = check_choice(mode, "mode", MODES)
     check_int(inner_steps, "inner_steps", low=1 if mode == "reptile" else 0)
@@ -117,36 +120,32 @@ def _finish(
 def _first_order_swap(
     params: list[Tensor], closure: SourceLoss, lrs: list[float], steps: int, mode: str, name: str
 ) -> SourceResult:
-    saved = [p.detach().clone() for p in params]
-    path_sum = [torch.zeros_like(p) for p in saved]
+    # the parameters are backed by φ's storage while the closure runs: their own storage is never written
+    phi = [p.detach().clone() for p in params]
+    path_sum = [torch.zeros_like(p) for p in phi]
     g0: list[Tensor] = []
     before = after = float("nan")
     last: list[Tensor] | None = None
-    try:
-        with torch.enable_grad():
-            for k in range(steps):
-                loss = _call(closure, None, name)
-                g = _grads(loss, params, name)
-                if k == 0:
-                    before, g0 = float(loss.detach()), g
-                if mode == "reptile":
-                    path_sum = [s + gi for s, gi in zip(path_sum, g)]
-                with torch.no_grad():
-                    for p, gi, lr in zip(params, g, lrs):
-                        p.copy_(p - lr * gi)
+    with exchanged(params, phi), torch.enable_grad():
+        for k in range(steps):
+            loss = _call(closure, None, name)
+            g = _grads(loss, params, name)
+            if k == 0:
+                before, g0 = float(loss.detach()), g
             if mode == "reptile":
-                with torch.no_grad():
-                    after = float(_call(closure, None, name))
-            else:
-                loss = _call(closure, None, name)
-                last = _grads(loss, params, name)
-                after = float(loss.detach())
-                if steps == 0:
-                    before, g0 = after, last
-    finally:
-        with torch.no_grad():
-            for p, s in zip(params, saved):
-                p.copy_(s)
+                path_sum = [s + gi for s, gi in zip(path_sum, g)]
+            with torch.no_grad():
+                for w, gi, lr in zip(phi, g, lrs):
+                    w.copy_(w - lr * gi)  # the same operations as the functional path (bit for bit)
+        if mode == "reptile":
+            with torch.no_grad():
+                after = float(_call(closure, None, name))
+        else:
+            loss = _call(closure, None, name)
+            last = _grads(loss, params, name)
+            after = float(loss.detach())
+            if steps == 0:
+                before, g0 = after, last
     return _finish(mode, path_sum, last, g0, before, after, steps)
 
 

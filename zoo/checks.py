@@ -1,4 +1,4 @@
-"""Argument checks for the losses and recipes (errors that name the argument).
+"""Argument checks shared by the zoo (errors that name the argument).
 
 ``zoo`` may use only ``bilevel``'s public API, so it keeps its own small copy of these checks.
 """

@@ -1,0 +1,1 @@
+"""Per-step speed benchmarks, run with ``pytest benchmarks/speed --benchmark-only`` (``make speed``)."""

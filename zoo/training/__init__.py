@@ -1,0 +1,60 @@
+"""The zoo's one training stack: a loop that runs any recipe's step function.
+
+* :class:`Trainer` — the loop: budget, step function, schedulers, progress bar, periodic evaluation,
+  JSON-lines / TensorBoard logs, atomic checkpoints;
+* :class:`TrainState` — the resumable state (modules, optimizers, schedulers, batch source, every RNG);
+* :class:`Batches` — batches from a :mod:`bilevel.sampling` sampler (length bucketing, SRS, subsets);
+* :class:`Budget`, :class:`WarmupCosine`, :func:`evaluate`, :class:`RunLog`, :func:`write_report`;
+* :func:`save_checkpoint` / :func:`load_checkpoint` (:class:`CheckpointError` for a damaged file or a
+  checkpoint of another run);
+* :func:`dataclass_arguments` / :func:`dataclass_from_args` — command lines generated from typed configs;
+* :func:`init_distributed`, :func:`average_gradients`, :meth:`Batches.shard` — data parallelism under
+  ``torchrun`` (gloo on CPU, NCCL on GPUs).
+"""
+
+from zoo.training.batches import Batches, BatchSource, item_lengths
+from zoo.training.budget import Budget
+from zoo.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from zoo.training.cli import dataclass_arguments, dataclass_from_args, default_threads
+from zoo.training.distributed import (
+    any_rank,
+    average_gradients,
+    init_distributed,
+    is_distributed,
+    is_main_process,
+)
+from zoo.training.evaluate import evaluate
+from zoo.training.logging import RunLog, read_log, write_report
+from zoo.training.loop import StepFn, Trainer
+from zoo.training.schedule import WarmupCosine, warmup_cosine
+from zoo.training.state import TrainState, capture_rng, restore_rng
+
+__all__ = [
+    "BatchSource",
+    "Batches",
+    "Budget",
+    "CheckpointError",
+    "RunLog",
+    "StepFn",
+    "TrainState",
+    "Trainer",
+    "WarmupCosine",
+    "any_rank",
+    "average_gradients",
+    "capture_rng",
+    "dataclass_arguments",
+    "dataclass_from_args",
+    "default_threads",
+    "evaluate",
+    "init_distributed",
+    "is_distributed",
+    "is_main_process",
+    "item_lengths",
+    "load_checkpoint",
+    "read_checkpoint",
+    "read_log",
+    "restore_rng",
+    "save_checkpoint",
+    "warmup_cosine",
+    "write_report",
+]
