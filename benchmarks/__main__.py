@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(e.args[0]))
     if args.list:
         for c in claims:
-            print(f"{c.name:40s} [issue {c.issue}] {c.title}")
+            print(f"{c.name:40s} {c.title}" + (f" [{c.paper}]" if c.paper else ""))
         return 0
 
     torch.set_num_threads(args.threads)

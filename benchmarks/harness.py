@@ -33,7 +33,7 @@ the figures. Writing a claim::
         fig, ax = pyplot().subplots(); ax.semilogy(d["errors"])
         return {"path": fig}
 
-    claim("penalty.path", title="Penalty path", issue=2, statement="The minimiser of F_γ is ...",
+    claim("penalty.path", title="Penalty path", statement="The minimiser of F_γ is ...",
           measure=measure, verdict=verdict, figure=figure,
           quick=PathBudget(), full=PathBudget(steps=20_000))
 
@@ -135,7 +135,7 @@ class Claim:
     name: str
     title: str
     statement: str
-    issue: int | None
+    paper: str | None
     fn: Callable[[Context], Outcome]
     module: str
     measure: Measure | None = None
@@ -157,7 +157,7 @@ class Record:
     name: str
     title: str
     statement: str
-    issue: int | None
+    paper: str | None
     verdict: str  # "holds" | "falls short" | "error"
     measured: str
     tolerance: str
@@ -195,7 +195,7 @@ def _staged(measure: Measure, verdict: Verdict, figure: Figure | None, c: Callab
 
 @overload
 def claim(
-    name: str, *, title: str, statement: str, issue: int | None = None
+    name: str, *, title: str, statement: str, paper: str | None = None
 ) -> Callable[[Callable[[Context], Outcome]], Callable[[Context], Outcome]]: ...
 
 
@@ -205,7 +205,7 @@ def claim(
     *,
     title: str,
     statement: str,
-    issue: int | None = None,
+    paper: str | None = None,
     measure: Measure,
     verdict: Verdict,
     figure: Figure | None = None,
@@ -219,7 +219,7 @@ def claim(
     *,
     title: str,
     statement: str,
-    issue: int | None = None,
+    paper: str | None = None,
     measure: Measure | None = None,
     verdict: Verdict | None = None,
     figure: Figure | None = None,
@@ -230,14 +230,15 @@ def claim(
 
     With ``measure`` and ``verdict`` (and optionally ``figure`` and the ``quick``/``full`` budgets)
     it registers the three-function claim and returns its :class:`Claim`; without them it returns a
-    decorator for a single ``fn(ctx) -> Outcome``.
+    decorator for a single ``fn(ctx) -> Outcome``. ``paper`` names where the claim comes from (a paper
+    reference); a claim about our own targets (speed, memory) leaves it empty.
     """
     if measure is None and verdict is None:
         if figure is not None or quick is not None or full is not None:
             raise TypeError(f"claim {name!r}: figure/quick/full need measure= and verdict=")
 
         def register(fn: Callable[[Context], Outcome]) -> Callable[[Context], Outcome]:
-            _register(Claim(name, title, statement.strip(), issue, fn, fn.__module__))
+            _register(Claim(name, title, statement.strip(), paper, fn, fn.__module__))
             return fn
 
         return register
@@ -249,7 +250,7 @@ def claim(
     made: list[Claim] = []
     fn = _staged(measure, verdict, figure, lambda: made[0])
     c = Claim(
-        name, title, statement.strip(), issue, fn, measure.__module__, measure, verdict, figure, quick, full
+        name, title, statement.strip(), paper, fn, measure.__module__, measure, verdict, figure, quick, full
     )
     made.append(c)
     _register(c)
@@ -322,7 +323,7 @@ def run_claim(c: Claim, *, full: bool, seed: int, out_dir: Path, show_progress: 
         c.name,
         c.title,
         c.statement,
-        c.issue,
+        c.paper,
         verdict,
         out.measured,
         out.tolerance,
@@ -376,10 +377,10 @@ def write_report(records: list[Record], out_dir: Path, *, full: bool, env: dict[
         f"**{counts['holds']} hold, {counts['falls short']} fall short, {counts['error']} errors** "
         f"out of {len(records)} claims; total {sum(r.seconds for r in records):.0f} s."
     )
-    lines += ["", "| claim | issue | verdict | measured | tolerance | time |", "|---|---|---|---|---|---|"]
+    lines += ["", "| claim | source | verdict | measured | tolerance | time |", "|---|---|---|---|---|---|"]
     for r in records:
         lines.append(
-            f"| [{r.name}](#{r.name.replace('.', '')}) | {r.issue or ''} | {_ICON[r.verdict]} | "
+            f"| [{r.name}](#{r.name.replace('.', '')}) | {r.paper or ''} | {_ICON[r.verdict]} | "
             f"{r.measured} | {r.tolerance} | {r.seconds:.1f} s |"
         )
     for r in records:

@@ -1,13 +1,13 @@
-"""The one gradient plumbing every algorithm in :mod:`bilevel` uses.
+"""The one gradient plumbing every algorithm in `bilevel` uses.
 
-- :func:`grads` / :func:`grads_or_zeros`: ``torch.autograd.grad`` with one convention for parameters a loss
+- `grads()` / `grads_or_zeros()`: ``torch.autograd.grad`` with one convention for parameters a loss
   does not reach (``None`` or zeros, chosen by the caller), outputs that carry no graph, and an optional
   check that the loss depends on the inputs at all (a loss written without them is an error, not a zero
   step);
-- :func:`exchanged`: evaluate closures written for a model at other parameter values, by exchanging the
+- `exchanged()`: evaluate closures written for a model at other parameter values, by exchanging the
   parameters' storage (no copies; the original storage is untouched, so restoring is exact);
-- :func:`flatten` / :func:`unflatten_like`: per-parameter tensors to one vector and back;
-- :func:`norm` / :func:`safe_norm` / :func:`total_norm`: Euclidean norms of tensor lists that do not
+- `flatten()` / `unflatten_like()`: per-parameter tensors to one vector and back;
+- `norm()` / `safe_norm()` / `total_norm()`: Euclidean norms of tensor lists that do not
   overflow for finite inputs (a float32 sum of squares overflows above about 1.8e19).
 """
 
@@ -89,7 +89,7 @@ def grads_or_zeros(
     retain_graph: bool | None = None,
     name: str | None = None,
 ) -> list[Tensor]:
-    """:func:`grads` with zeros (shaped like the input) where an input gets no gradient."""
+    """`grads()` with zeros (shaped like the input) where an input gets no gradient."""
     gs = grads(
         outputs,
         inputs,
@@ -122,7 +122,7 @@ def add_optional(a: Tensor | None, b: Tensor | None, alpha: float = 1.0) -> Tens
 def exchanged(params: Sequence[Tensor], values: Sequence[Tensor]) -> Iterator[None]:
     """Within the block ``params[i]`` *is backed by the storage of* ``values[i]`` (no copies).
 
-    This is the one way :mod:`bilevel` evaluates closures written for a model at other parameter values:
+    This is the one way `bilevel` evaluates closures written for a model at other parameter values:
     the ``.data`` pointers are exchanged and restored on exit (also when the block raises), so the
     parameters' own storage is never written and comes back bit for bit, and in-place updates of a
     parameter inside the block update ``values[i]``. Any autograd graph built inside the block must be
@@ -157,7 +157,7 @@ def flatten(tensors: Sequence[Tensor]) -> Tensor:
 
 
 def unflatten_like(vector: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
-    """Split ``vector`` into views shaped like ``like`` (inverse of :func:`flatten`)."""
+    """Split ``vector`` into views shaped like ``like`` (inverse of `flatten()`)."""
     total = sum(t.numel() for t in like)
     if vector.dim() != 1 or vector.numel() != total:
         raise ValueError(
@@ -187,9 +187,9 @@ def norm(tensors: Sequence[Tensor | None], like: Tensor) -> Tensor:
     """‖tensors‖₂ as a 0-d tensor on ``like``'s device, without a device sync (``None`` entries skipped).
 
     The fast path: per-tensor norms in the tensors' own precision (one batched kernel where torch offers
-    it), combined in :func:`stat_dtype`. A float32 tensor whose sum of squares exceeds float32's range
+    it), combined in `stat_dtype()`. A float32 tensor whose sum of squares exceeds float32's range
     (entries above about 1.8e19) gives ``inf``; callers that may see such values re-measure with
-    :func:`safe_norm` when the result is not finite (see :func:`total_norm`).
+    `safe_norm()` when the result is not finite (see `total_norm()`).
     """
     dt = stat_dtype(like.device)
     present = _present(tensors)
@@ -206,10 +206,10 @@ def norm(tensors: Sequence[Tensor | None], like: Tensor) -> Tensor:
 
 
 def safe_norm(tensors: Sequence[Tensor | None], like: Tensor) -> Tensor:
-    """:func:`norm` that cannot overflow for finite inputs: each tensor is scaled by its max-abs first.
+    """`norm()` that cannot overflow for finite inputs: each tensor is scaled by its max-abs first.
 
     ``‖t‖ = m·‖t/m‖`` with ``m = max|t|``; the scaled entries lie in [-1, 1], so the sum of squares is at
-    most the number of entries. The per-tensor results are combined the same way in :func:`stat_dtype`.
+    most the number of entries. The per-tensor results are combined the same way in `stat_dtype()`.
     Non-finite entries give a non-finite norm (NaN or inf), as they should. One extra pass per tensor.
     """
     dt = stat_dtype(like.device)
@@ -229,7 +229,7 @@ def safe_norm(tensors: Sequence[Tensor | None], like: Tensor) -> Tensor:
 
 
 def needs_safe_norm(value: float, tensors: Sequence[Tensor | None]) -> bool:
-    """Whether a fast :func:`norm` ``value`` may be wrong: not finite (the sum of squares overflowed), or so
+    """Whether a fast `norm()` ``value`` may be wrong: not finite (the sum of squares overflowed), or so
     small that the squares underflowed (entries below about 1e-19 in float32)."""
     if not math.isfinite(value):
         return True
@@ -238,8 +238,8 @@ def needs_safe_norm(value: float, tensors: Sequence[Tensor | None]) -> bool:
 
 
 def total_norm(tensors: Sequence[Tensor | None], like: Tensor) -> float:
-    """‖tensors‖₂ as a Python float (one device sync): the fast :func:`norm`, re-measured with
-    :func:`safe_norm` when it may have overflowed or underflowed (:func:`needs_safe_norm`), so a finite
+    """‖tensors‖₂ as a Python float (one device sync): the fast `norm()`, re-measured with
+    `safe_norm()` when it may have overflowed or underflowed (`needs_safe_norm()`), so a finite
     gradient is never reported as infinite and a tiny one never as zero."""
     value = float(norm(tensors, like))
     return float(safe_norm(tensors, like)) if needs_safe_norm(value, tensors) else value

@@ -1,11 +1,11 @@
 """Averaging of gradients across ranks when ``torch.distributed`` is initialised.
 
 Gradients taken with ``torch.autograd.grad`` bypass DistributedDataParallel's reducer hooks, so every
-optimizer in :mod:`bilevel` averages the gradients it computes itself with :func:`all_reduce_mean_`.
+optimizer in `bilevel` averages the gradients it computes itself with `all_reduce_mean_()`.
 
 A mean of per-rank means is the mean over the global batch only when every rank holds the same number of
 examples. With unequal shards, pass each rank's local batch size as ``weight``: the result is then
-:math:`\\sum_r n_r t_r / \\sum_r n_r`, the gradient of the loss averaged over the global batch.
+$\\sum_r n_r t_r / \\sum_r n_r$, the gradient of the loss averaged over the global batch.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def all_reduce_mean_(tensors: Sequence[Tensor | None], weight: float | None = No
 
     ``None`` entries are skipped (every rank must pass ``None`` at the same positions). With ``weight``
     (this rank's local batch size, on every rank) the average is weighted:
-    :math:`\\sum_r w_r t_r / \\sum_r w_r`.
+    $\\sum_r w_r t_r / \\sum_r w_r$.
     """
     if not is_distributed():
         return

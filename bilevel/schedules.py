@@ -35,7 +35,7 @@ class Constant:
 
 @dataclass(frozen=True)
 class LinearRamp:
-    r"""Linear ramp :math:`\gamma_k = \min(\gamma_{\max}, \gamma_0 + k\,\Delta)`.
+    r"""Linear ramp $\gamma_k = \min(\gamma_{\max}, \gamma_0 + k\,\Delta)$.
 
     This is the schedule of the official PBGD code (Shen & Chen, ICML 2023) and of BL-JUST
     (arXiv 2401.06980), where ``delta = (stop - start) / steps``.
@@ -64,7 +64,7 @@ class LinearRamp:
 
 
 def as_schedule(value: float | Schedule, name: str = "schedule") -> Schedule:
-    """Wrap a float as :class:`Constant`; pass a schedule through; reject anything else."""
+    """Wrap a float as `Constant`; pass a schedule through; reject anything else."""
     if isinstance(value, Schedule) and not isinstance(value, (int, float)):
         return value
     return Constant(check_real(value, name))

@@ -95,7 +95,7 @@ claim(
         "(1/M)Σ Π_k(I - β∇²ℓ_i(φ_i^k))∇ℓ_i(φ_i^K) "
         "(Hessians by torch.func.hessian); 'reptile' equals (θ - mean_i φ_i^K)/(βK); all to ≤ 1e-12."
     ),
-    issue=3,
+    paper="arXiv 2508.19990",
     measure=reductions_measure,
     verdict=reductions_verdict,
     quick=ReductionsBudget(),
@@ -269,7 +269,7 @@ claim(
         "(first order, and exact second order) reaches a lower held-out loss on every source than the start "
         "trained on the averaged loss (Equilibrium with K = 0), and at most half of it on average."
     ),
-    issue=3,
+    paper="arXiv 2508.19990",
     measure=adaptivity_measure,
     verdict=adaptivity_verdict,
     figure=adaptivity_figure,

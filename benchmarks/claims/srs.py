@@ -99,7 +99,7 @@ def unique_fraction_figure(d: dict[str, Any]) -> dict[str, Any]:
 claim(
     "srs.unique_fraction",
     title="SRS: distinct fraction per epoch",
-    issue=8,
+    paper="arXiv 2311.12727",
     statement="The expected fraction of distinct items in one SRS epoch is 1 − (1 − 1/N)^⌈sN⌉ → 1 − e^{−s} "
     "(0.2592 at s = 0.3); the sampler's Monte Carlo means agree within 4 standard errors for N ∈ {100, "
     "1000, 10⁴} and s from 0.05 to 2, as does the duplicate rate 1 − E[U]/n.",
@@ -198,7 +198,7 @@ def occupancy_figure(d: dict[str, Any]) -> dict[str, Any]:
 claim(
     "srs.occupancy",
     title="SRS: occupancy distribution",
-    issue=8,
+    paper="arXiv 2311.12727",
     statement="The number of distinct items in an SRS epoch follows the classical occupancy law: the "
     "sampler's histogram passes a χ² test (p > 0.001) against the exact law at N = 1000, s = 0.3 and "
     "against the Edgeworth approximation at N = 10⁶, s = 0.3; the approximation's total-variation error "
@@ -282,7 +282,7 @@ def coverage_figure(d: dict[str, Any]) -> dict[str, Any]:
 claim(
     "srs.coverage",
     title="SRS: coverage over epochs, against subset alternatives",
-    issue=8,
+    paper="arXiv 2311.12727",
     statement="The fraction of items seen within T epochs is 1 − (1 − 1/N)^{nT} ≈ 1 − e^{−sT} under SRS, 1 "
     "− (1 − s)^T for a fresh subset without replacement each epoch and s for a fixed subset; the samplers' "
     "averages agree with these within 0.01 (N = 2000, s ∈ {0.1, 0.3, 0.5, 1}).",
@@ -360,7 +360,7 @@ def cover_time_figure(d: dict[str, Any]) -> dict[str, Any]:
 claim(
     "srs.cover_time",
     title="SRS: epochs until every item is seen",
-    issue=8,
+    paper="arXiv 2311.12727",
     statement="The expected number of whole SRS epochs until every item has been seen, Σ_T P(D > nT), lies "
     "in [N·H_N/n, N·H_N/n + 1) with N·H_N/n ≈ (ln N + 0.5772)/s; the sampler's mean agrees within 4 "
     "standard errors for N from 10 to 3000 and s ∈ {0.3, 1}.",
@@ -574,7 +574,7 @@ def convergence_figure(d: dict[str, Any]) -> dict[str, Any]:
 claim(
     "srs.convergence",
     title="SRS on digits: accuracy against compute, with subset and coreset baselines",
-    issue=8,
+    paper="arXiv 2311.12727",
     statement="Training the same MLP on scikit-learn's digits at an equal budget of processed samples, SRS "
     "at every ratio s ∈ {0.1, 0.3, 0.5} ends within 1.5 points of full shuffled epochs, and SRS at s = 0.3 "
     "ends at least as accurate (−0.5 point tolerance) as a fixed random 30 % subset and a 30 % k-center "
@@ -717,7 +717,7 @@ def bound_figure(d: dict[str, Any]) -> dict[str, Any]:
 claim(
     "srs.bound",
     title="SRS: non-convex SGD bound against measured gradient norms",
-    issue=8,
+    paper="arXiv 2311.12727",
     statement="On the digits runs of srs.convergence, the average squared full-gradient norm "
     "(1/K)Σ_k‖∇F(w_k)‖² stays below the standard non-convex SGD bound 2Δ/(ηK) + Lησ²/B (Ghadimi–Lan, "
     "adapted to SRS) at every K, with L, σ² and Δ estimated on the run; and the measured curves of SRS at s "
@@ -779,7 +779,7 @@ def sampler_speed_verdict(d: dict[str, Any]) -> Outcome:
 claim(
     "srs.sampler_speed",
     title="SRS sampler overhead against torch's RandomSampler",
-    issue=8,
+    paper="arXiv 2311.12727",
     statement="Iterating SoftRandomSampler is no slower than "
     "torch.utils.data.RandomSampler(replacement=True, num_samples=⌈sN⌉) (N = 10⁶, s = 0.3, and inside a "
     "DataLoader-style BatchSampler of 256).",
@@ -818,7 +818,7 @@ def occupancy_speed_verdict(d: dict[str, Any]) -> Outcome:
 claim(
     "srs.occupancy_speed",
     title="Occupancy law: speed at N = 10⁶ and exact at N = 10⁴",
-    issue=8,
+    paper="arXiv 2311.12727",
     statement="occupancy_pmf computes the law of distinct items per epoch for N = 10⁶ (documented Edgeworth "
     "approximation, s ∈ {0.1, 0.3, 1}) in under a second, and the exact law for N = 10⁴ (s = 1 and s = 2) "
     "in a few seconds at most (≤ 3 s).",

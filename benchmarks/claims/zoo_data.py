@@ -220,7 +220,6 @@ claim(
     decoding), reaches a word error rate well below 50 % on the test set, whose eSpeak voices never occur
     in training. Quick: ≈ 20 min of training audio, 450 steps of 8 utterances; --full: ≈ 65 min of
     training audio, 2500 steps.""",
-    issue=5,
     measure=english_ctc_measure,
     verdict=english_ctc_verdict,
     figure=english_ctc_figure,
@@ -337,7 +336,6 @@ claim(
     wall-clock rate with one worker, process start-up included, is recorded in hours of audio per second.
     --full also builds the ≈ 1 h `small` preset on 2 workers within 5 minutes. The figure shows one
     utterance per language with its transcript and translation.""",
-    issue=5,
     measure=throughput_measure,
     verdict=throughput_verdict,
     figure=throughput_figure,

@@ -1,10 +1,10 @@
 r"""Functional core of equilibrium-constrained multi-source training (PTEC, arXiv 2508.19990).
 
-Problem: :math:`\min_\theta \frac1M\sum_i \ell_i(\phi_i^K(\theta))` with
-:math:`\phi_i^0 = \theta`, :math:`\phi_i^{k+1} = \phi_i^k - \beta\nabla\ell_i(\phi_i^k)`.
-These functions compute the outer direction; the stateful :class:`bilevel.Equilibrium`
-(:mod:`bilevel.equilibrium.optimizer`) applies it. Gradients and parameter swaps go through the shared
-plumbing of :mod:`bilevel._autograd`, as in :mod:`bilevel.penalty.functional`.
+Problem: $\min_\theta \frac1M\sum_i \ell_i(\phi_i^K(\theta))$ with
+$\phi_i^0 = \theta$, $\phi_i^{k+1} = \phi_i^k - \beta\nabla\ell_i(\phi_i^k)$.
+These functions compute the outer direction; the stateful [`bilevel.Equilibrium`][bilevel.Equilibrium]
+([`bilevel.equilibrium.optimizer`][bilevel.equilibrium.optimizer]) applies it. Gradients and parameter swaps go through the shared
+plumbing of [`bilevel._autograd`][bilevel._autograd], as in [`bilevel.penalty.functional`][bilevel.penalty.functional].
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ class SourceResult:
 
     Attributes:
         direction: this source's outer direction (detached, one tensor per parameter).
-        grad_at_start: :math:`\\nabla\\ell_i(\\theta)` on the first batch (detached).
-        loss_before: :math:`\\ell_i(\\theta)` on the first batch.
-        loss_after: :math:`\\ell_i(\\phi_i^K)` on the last batch.
+        grad_at_start: $\\nabla\\ell_i(\\theta)$ on the first batch (detached).
+        loss_before: $\\ell_i(\\theta)$ on the first batch.
+        loss_after: $\\ell_i(\\phi_i^K)$ on the last batch.
     """
 
     direction: list[Tensor]
@@ -73,16 +73,16 @@ def source_direction(
 ) -> SourceResult:
     r"""The outer direction contributed by one source.
 
-    - ``"first_order"``: :math:`\nabla\ell_i(\phi_i^K)` (the Jacobian :math:`d\phi/d\theta` replaced
-      by :math:`I`, as in first-order MAML).
-    - ``"second_order"``: the exact :math:`\frac{d}{d\theta}\ell_i(\phi_i^K(\theta)) =
-      \prod_{k=0}^{K-1}(I-\beta\nabla^2\ell_i(\phi_i^k))\,\nabla\ell_i(\phi_i^K)`; needs ``functional``.
-    - ``"reptile"``: the mean gradient along the path, :math:`\frac1K\sum_{k<K}\nabla\ell_i(\phi_i^k)
-      = (\theta-\phi_i^K)/(\beta K)`; needs :math:`K \ge 1`.
+    - ``"first_order"``: $\nabla\ell_i(\phi_i^K)$ (the Jacobian $d\phi/d\theta$ replaced
+      by $I$, as in first-order MAML).
+    - ``"second_order"``: the exact $\frac{d}{d\theta}\ell_i(\phi_i^K(\theta)) =
+      \prod_{k=0}^{K-1}(I-\beta\nabla^2\ell_i(\phi_i^k))\,\nabla\ell_i(\phi_i^K)$; needs ``functional``.
+    - ``"reptile"``: the mean gradient along the path, $\frac1K\sum_{k<K}\nabla\ell_i(\phi_i^k)
+      = (\theta-\phi_i^K)/(\beta K)$; needs $K \ge 1$.
 
-    The closure is called :math:`K+1` times (one fresh batch per call). Without ``functional`` it
-    is evaluated at :math:`\phi` by backing ``params`` with :math:`\phi`'s storage
-    (:func:`bilevel._autograd.exchanged`); the parameters' own values are never written, so they are
+    The closure is called $K+1$ times (one fresh batch per call). Without ``functional`` it
+    is evaluated at $\phi$ by backing ``params`` with $\phi$'s storage
+    ([`bilevel._autograd.exchanged()`][bilevel._autograd.exchanged]); the parameters' own values are never written, so they are
     exactly as before on return (also on error). A closure whose loss does not depend on the parameters
     raises a ``ValueError`` (it would otherwise contribute a silent zero direction).
     """
@@ -221,12 +221,12 @@ def equilibrium_direction(
     functional: bool = False,
     source_ids: Sequence[int] | None = None,
 ) -> EquilibriumDirection:
-    r"""Outer direction :math:`d = \frac1M\sum_i \big(h_i + \lambda_g\nabla\ell_i(\theta)\big)`.
+    r"""Outer direction $d = \frac1M\sum_i \big(h_i + \lambda_g\nabla\ell_i(\theta)\big)$.
 
-    :math:`h_i` is :func:`source_direction`'s result for source :math:`i` and :math:`\lambda_g` =
-    ``global_weight`` keeps a share of the plain averaged (global) loss. Note the :math:`\frac1M`: the
+    $h_i$ is `source_direction()`'s result for source $i$ and $\lambda_g$ =
+    ``global_weight`` keeps a share of the plain averaged (global) loss. Note the $\frac1M$: the
     direction is the gradient of the *mean* post-adaptation loss. With ``inner_steps=0`` and
-    ``global_weight=0`` it is the averaged-loss gradient :math:`\frac1M\sum_i\nabla\ell_i(\theta)`.
+    ``global_weight=0`` it is the averaged-loss gradient $\frac1M\sum_i\nabla\ell_i(\theta)$.
     ``source_ids`` (default ``0..M-1``) only label the sources in error messages.
     """
     params = list(params)

@@ -1,4 +1,4 @@
-"""``Equilibrium``: the stateful optimizer around :func:`~bilevel.equilibrium.equilibrium_direction`."""
+"""``Equilibrium``: the stateful optimizer around [`equilibrium_direction()`][bilevel.equilibrium.equilibrium_direction]."""
 
 from __future__ import annotations
 
@@ -30,45 +30,45 @@ from bilevel.equilibrium.stats import EquilibriumStats
 class Equilibrium(torch.optim.Optimizer):
     r"""Equilibrium-constrained multi-source training (Cui, Saif, Kingsbury & Chen, arXiv 2508.19990).
 
-    With :math:`M` data sources and per-source losses :math:`\ell_i`, instead of the averaged loss
-    :math:`\frac1M\sum_i\ell_i(\theta)` it minimises the loss each source reaches after :math:`K`
-    of its own gradient steps from :math:`\theta`:
+    With $M$ data sources and per-source losses $\ell_i$, instead of the averaged loss
+    $\frac1M\sum_i\ell_i(\theta)$ it minimises the loss each source reaches after $K$
+    of its own gradient steps from $\theta$:
 
-    .. math::
+    $$
+    \min_\theta \frac1M\sum_{i=1}^M \ell_i(\phi_i^K(\theta)) + \lambda_g\frac1M\sum_i\ell_i(\theta),
+    \qquad \phi_i^0=\theta,\quad \phi_i^{k+1}=\phi_i^k-\beta\nabla\ell_i(\phi_i^k).
+    $$
 
-        \min_\theta \frac1M\sum_{i=1}^M \ell_i(\phi_i^K(\theta)) + \lambda_g\frac1M\sum_i\ell_i(\theta),
-        \qquad \phi_i^0=\theta,\quad \phi_i^{k+1}=\phi_i^k-\beta\nabla\ell_i(\phi_i^k).
-
-    Each :meth:`step` forms the outer direction (see :func:`~bilevel.equilibrium.equilibrium_direction`)
+    Each `step()` forms the outer direction (see [`equilibrium_direction()`][bilevel.equilibrium.equilibrium_direction])
     by ``mode``:
 
-    - ``"first_order"``: :math:`\frac1M\sum_i\nabla\ell_i(\phi_i^K)`, dropping :math:`d\phi/d\theta`
-      (the paper's first-order solver; first-order MAML with support = query = source :math:`i`);
-    - ``"second_order"``: the exact gradient :math:`\frac1M\sum_i\prod_k(I-\beta\nabla^2\ell_i(\phi_i^k))
-      \nabla\ell_i(\phi_i^K)` through ``torch.autograd`` (closures must be functional, see below);
-    - ``"reptile"``: :math:`\frac1M\sum_i(\theta-\phi_i^K)/(\beta K)`, the mean gradient along each
-      path; a step of size ``lr`` is Reptile's interpolation with :math:`\epsilon = \text{lr}/(\beta K)`.
+    - ``"first_order"``: $\frac1M\sum_i\nabla\ell_i(\phi_i^K)$, dropping $d\phi/d\theta$
+      (the paper's first-order solver; first-order MAML with support = query = source $i$);
+    - ``"second_order"``: the exact gradient $\frac1M\sum_i\prod_k(I-\beta\nabla^2\ell_i(\phi_i^k))
+      \nabla\ell_i(\phi_i^K)$ through ``torch.autograd`` (closures must be functional, see below);
+    - ``"reptile"``: $\frac1M\sum_i(\theta-\phi_i^K)/(\beta K)$, the mean gradient along each
+      path; a step of size ``lr`` is Reptile's interpolation with $\epsilon = \text{lr}/(\beta K)$.
 
     The direction is checked to be finite (else a ``ValueError``, parameters unchanged), written into
     ``.grad`` (averaged across ranks under ``torch.distributed``; pass ``step(..., batch_size=n)`` with
     unequal shards) and applied by plain SGD of size ``lr``, or by ``optimizer`` (any ``torch.optim``
     class or factory). Inner steps never change the parameters: without ``functional`` the closures are
-    evaluated at :math:`\phi` by backing the parameters with :math:`\phi`'s storage, so their own values
-    are never written. It is a :class:`torch.optim.Optimizer` whose ``param_groups``, ``state`` and
+    evaluated at $\phi$ by backing the parameters with $\phi$'s storage, so their own values
+    are never written. It is a `torch.optim.Optimizer` whose ``param_groups``, ``state`` and
     ``defaults`` are those of the outer optimizer, so every ``torch.optim.lr_scheduler`` scheduler works.
 
     Args:
-        params: the parameters :math:`\theta` (tensors or param-group dicts; groups may set ``lr``
+        params: the parameters $\theta$ (tensors or param-group dicts; groups may set ``lr``
             and ``inner_lr``).
-        lr: outer learning rate (default ``1e-2``, as :class:`~bilevel.PenaltyBGD`).
-        inner_lr: :math:`\beta \ge 0`, the step size of the plain gradient inner steps (default ``lr``;
+        lr: outer learning rate (default ``1e-2``, as [`PenaltyBGD`][bilevel.PenaltyBGD]).
+        inner_lr: $\beta \ge 0$, the step size of the plain gradient inner steps (default ``lr``;
             a warning is given when ``optimizer`` is not plain SGD, whose ``lr`` is no plain step size).
-        inner_steps: :math:`K \ge 0`, default 1 (``>= 1`` for ``"reptile"``); ``K = 0`` is averaged-loss
+        inner_steps: $K \ge 0$, default 1 (``>= 1`` for ``"reptile"``); ``K = 0`` is averaged-loss
             training.
         mode: ``"first_order"``, ``"second_order"`` or ``"reptile"``.
-        global_weight: :math:`\lambda_g \ge 0`, weight of the plain averaged-loss gradient.
+        global_weight: $\lambda_g \ge 0$, weight of the plain averaged-loss gradient.
         sources_per_step: use a random subset of this many sources per step (``None``: all).
-        seed: seed of the source sampler (its state is in :meth:`state_dict`).
+        seed: seed of the source sampler (its state is in `state_dict()`).
         functional: closures take one argument, the list of parameter values (in the order of
             ``params``), and must compute the loss from it (e.g. ``torch.func.functional_call``);
             required for ``"second_order"``.
@@ -77,15 +77,15 @@ class Equilibrium(torch.optim.Optimizer):
         optimizer: the torch optimizer that drives the outer update: a ``torch.optim.Optimizer`` class or
             a factory such as ``functools.partial(torch.optim.AdamW, weight_decay=0.01)``, called as
             ``optimizer(param_groups, lr=lr, **optimizer_kwargs)`` (default ``torch.optim.SGD``); the same
-            two arguments as :class:`~bilevel.PenaltyBGD`.
+            two arguments as [`PenaltyBGD`][bilevel.PenaltyBGD].
         optimizer_kwargs: extra keyword arguments for ``optimizer`` (e.g. ``betas``).
         outer_optimizer: deprecated name of ``optimizer`` (works, with a ``DeprecationWarning``).
         outer_kwargs: deprecated name of ``optimizer_kwargs`` (works, with a ``DeprecationWarning``).
 
-    Each source's closure is called :math:`K+1` times per step, and should draw a fresh batch each
+    Each source's closure is called $K+1$ times per step, and should draw a fresh batch each
     time.
 
-    Example:
+    Examples:
         >>> import torch, bilevel
         >>> w = torch.nn.Parameter(torch.zeros(2))
         >>> targets = [torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 2.0])]
@@ -253,7 +253,7 @@ class Equilibrium(torch.optim.Optimizer):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output (the configuration must match)."""
+        """Restore `state_dict()`'s output (the configuration must match)."""
         missing = {"outer", "steps", "generator", "config"} - set(state_dict)
         if missing:
             raise ValueError(f"state_dict is missing {sorted(missing)}; was it saved by Equilibrium?")

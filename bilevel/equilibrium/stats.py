@@ -1,4 +1,4 @@
-"""What an :class:`~bilevel.Equilibrium` step reports."""
+"""What an [`Equilibrium`][bilevel.Equilibrium] step reports."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from typing import Any
 
 @dataclass
 class EquilibriumStats:
-    """What one :meth:`Equilibrium.step` did (floats, on the calling rank).
+    """What one `Equilibrium.step()` did (floats, on the calling rank).
 
     Attributes:
         sources: indices (into ``source_losses``) of the sources used this step.
-        loss_before: each used source's loss at :math:`\\theta` (first batch), in ``sources`` order.
-        loss_after: each used source's loss after its :math:`K` inner steps (last batch).
+        loss_before: each used source's loss at $\\theta$ (first batch), in ``sources`` order.
+        loss_after: each used source's loss after its $K$ inner steps (last batch).
         step: the number of outer steps taken, this one included.
         grad_norm: the norm of the outer direction written into ``.grad`` (rank-averaged, before
             clipping).
 
-    :meth:`as_dict` gives them as a plain dict, as :meth:`bilevel.PenaltyStats.as_dict` does.
+    `as_dict()` gives them as a plain dict, as [`bilevel.PenaltyStats.as_dict()`][bilevel.PenaltyStats.as_dict] does.
     """
 
     sources: list[int]
@@ -29,12 +29,12 @@ class EquilibriumStats:
 
     @property
     def mean_before(self) -> float:
-        """Mean of :attr:`loss_before` (the averaged global loss of the used sources)."""
+        """Mean of `loss_before` (the averaged global loss of the used sources)."""
         return sum(self.loss_before) / len(self.loss_before)
 
     @property
     def mean_after(self) -> float:
-        """Mean of :attr:`loss_after` (the equilibrium objective of the used sources)."""
+        """Mean of `loss_after` (the equilibrium objective of the used sources)."""
         return sum(self.loss_after) / len(self.loss_after)
 
     def as_dict(self) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Hypergradients of bilevel problems: implicit (CG, Neumann) and unrolled differentiation.
 
-The inner problem is :math:`w^*(\\lambda) = \\arg\\min_w g(w, \\lambda)`, the outer objective
-:math:`F(\\lambda) = f(w^*(\\lambda), \\lambda)`; losses are plain functions of lists of tensors.
+The inner problem is $w^*(\\lambda) = \\arg\\min_w g(w, \\lambda)$, the outer objective
+$F(\\lambda) = f(w^*(\\lambda), \\lambda)$; losses are plain functions of lists of tensors.
 See ``docs/algorithms/hypergrad.md`` for the accuracy of each estimator against its cost.
 """
 

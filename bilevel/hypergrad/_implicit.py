@@ -37,30 +37,30 @@ def implicit(
     alpha: float | None = None,
     tol: float = 0.0,
 ) -> list[Tensor]:
-    r"""Hypergradient :math:`\frac{d}{d\lambda} f(w^*(\lambda), \lambda)` by the implicit function theorem.
+    r"""Hypergradient $\frac{d}{d\lambda} f(w^*(\lambda), \lambda)$ by the implicit function theorem.
 
-    With :math:`w^*(\lambda) = \arg\min_w g(w, \lambda)` and :math:`\nabla_w g(w^*, \lambda) = 0`,
+    With $w^*(\lambda) = \arg\min_w g(w, \lambda)$ and $\nabla_w g(w^*, \lambda) = 0$,
 
-    .. math::
+    $$
+    \frac{dF}{d\lambda} = \nabla_\lambda f - \nabla^2_{\lambda w} g\;
+    \big[\nabla^2_{ww} g\big]^{-1}\nabla_w f ,
+    $$
 
-        \frac{dF}{d\lambda} = \nabla_\lambda f - \nabla^2_{\lambda w} g\;
-        \big[\nabla^2_{ww} g\big]^{-1}\nabla_w f ,
-
-    all evaluated at :math:`(w^*, \lambda)`. The linear system is solved matrix-free with
+    all evaluated at $(w^*, \lambda)$. The linear system is solved matrix-free with
     Hessian-vector products, by conjugate gradient (``method="cg"``) or the truncated Neumann series
     (``method="neumann"``, step ``alpha``). The result is only as good as ``inner`` is close to
-    :math:`w^*`: the error is :math:`O(\|\nabla_w g(w, \lambda)\|)` plus the solver's error (see
-    :func:`~bilevel.hypergrad.cg`, :func:`~bilevel.hypergrad.neumann`).
+    $w^*$: the error is $O(\|\nabla_w g(w, \lambda)\|)$ plus the solver's error (see
+    [`cg()`][bilevel.hypergrad.cg], [`neumann()`][bilevel.hypergrad.neumann]).
 
     Args:
-        inner_loss: :math:`g(w, \lambda)`, called with lists of tensors.
-        outer_loss: :math:`f(w, \lambda)`.
-        inner: the (approximate) inner solution :math:`w^*`.
-        outer: the outer parameters :math:`\lambda`.
+        inner_loss: $g(w, \lambda)$, called with lists of tensors.
+        outer_loss: $f(w, \lambda)$.
+        inner: the (approximate) inner solution $w^*$.
+        outer: the outer parameters $\lambda$.
         method: ``"cg"`` or ``"neumann"``.
         steps: solver iterations (Hessian-vector products).
-        alpha: Neumann step (required for ``"neumann"``; choose ``alpha <= 1/L`` with :math:`L` the
-            largest eigenvalue of :math:`\nabla^2_{ww} g`).
+        alpha: Neumann step (required for ``"neumann"``; choose ``alpha <= 1/L`` with $L$ the
+            largest eigenvalue of $\nabla^2_{ww} g$).
         tol: CG relative residual tolerance for early stopping.
 
     Returns:

@@ -1,6 +1,6 @@
 """Matrix-free linear solvers on lists of tensors: conjugate gradient and the Neumann series.
 
-Both solve :math:`A x = b` given only the map :math:`v \\mapsto A v` (in bilevel problems a
+Both solve $A x = b$ given only the map $v \\mapsto A v$ (in bilevel problems a
 Hessian-vector product), with ``b`` and ``x`` lists of tensors shaped like the parameters.
 """
 
@@ -59,24 +59,24 @@ def _apply(matvec: MatVec, v: Sequence[Tensor], like: Sequence[Tensor]) -> list[
 def cg(
     matvec: MatVec, b: Sequence[Tensor], *, steps: int, tol: float = 0.0, indefinite: str = "raise"
 ) -> list[Tensor]:
-    r"""Conjugate gradient for :math:`A x = b` with :math:`A` symmetric positive definite.
+    r"""Conjugate gradient for $A x = b$ with $A$ symmetric positive definite.
 
-    Starts at :math:`x_0 = 0`. After :math:`k` steps the error in the :math:`A`-norm is at most
-    :math:`2\left(\frac{\sqrt\kappa-1}{\sqrt\kappa+1}\right)^k \|x^*\|_A` (κ = condition number of
-    :math:`A`); in exact arithmetic CG terminates in at most ``dim`` steps (Hestenes & Stiefel, 1952).
+    Starts at $x_0 = 0$. After $k$ steps the error in the $A$-norm is at most
+    $2\left(\frac{\sqrt\kappa-1}{\sqrt\kappa+1}\right)^k \|x^*\|_A$ (κ = condition number of
+    $A$); in exact arithmetic CG terminates in at most ``dim`` steps (Hestenes & Stiefel, 1952).
 
     Args:
-        matvec: :math:`v \mapsto A v` on lists of tensors shaped like ``b``.
+        matvec: $v \mapsto A v$ on lists of tensors shaped like ``b``.
         b: the right-hand side.
         steps: maximum number of iterations (each costs one ``matvec``), ``>= 0``.
-        tol: stop early once :math:`\|r_k\|_2 \le` ``tol`` :math:`\cdot\|b\|_2`. CG always stops once
-            the residual is at round-off level (:math:`4\varepsilon\|b\|_2`, :math:`\varepsilon` the dtype's
-            machine epsilon), before it would divide by a vanishing :math:`p^\top A p`.
+        tol: stop early once $\|r_k\|_2 \le$ ``tol`` $\cdot\|b\|_2$. CG always stops once
+            the residual is at round-off level ($4\varepsilon\|b\|_2$, $\varepsilon$ the dtype's
+            machine epsilon), before it would divide by a vanishing $p^\top A p$.
         indefinite: what to do when a search direction has non-positive curvature
-            :math:`p^\top A p \le 0` (the operator is not positive definite, e.g. a Hessian away from a
+            $p^\top A p \le 0$ (the operator is not positive definite, e.g. a Hessian away from a
             minimum): ``"raise"`` a ``ValueError``, or ``"stop"`` and return the current iterate
             (truncated CG as in Steihaug 1983; if it happens on the first step, ``b`` itself is
-            returned, i.e. :math:`A` is replaced by :math:`I`).
+            returned, i.e. $A$ is replaced by $I$).
 
     Returns:
         The approximate solution, detached, shaped like ``b``.
@@ -90,7 +90,7 @@ def cg(
 
 @dataclass
 class CGInfo:
-    """:func:`cg_info`'s result: the solution, iterations run, and whether negative curvature stopped it."""
+    """`cg_info()`'s result: the solution, iterations run, and whether negative curvature stopped it."""
 
     x: list[Tensor]
     iterations: int
@@ -100,7 +100,7 @@ class CGInfo:
 def cg_info(
     matvec: MatVec, b: Sequence[Tensor], *, steps: int, tol: float = 0.0, indefinite: str = "raise"
 ) -> CGInfo:
-    """:func:`cg`, also reporting the iterations run and whether non-positive curvature was met."""
+    """`cg()`, also reporting the iterations run and whether non-positive curvature was met."""
     check_int(steps, "steps", low=0)
     check_real(tol, "tol", low=0.0)
     check_choice(indefinite, "indefinite", ("raise", "stop"))
@@ -145,25 +145,25 @@ def cg_info(
 
 
 def neumann(matvec: MatVec, b: Sequence[Tensor], *, steps: int, alpha: float) -> list[Tensor]:
-    r"""Truncated Neumann series :math:`x_n = \alpha\sum_{j=0}^{n}(I-\alpha A)^j b \approx A^{-1}b`.
+    r"""Truncated Neumann series $x_n = \alpha\sum_{j=0}^{n}(I-\alpha A)^j b \approx A^{-1}b$.
 
-    Converges when the spectrum of :math:`A` lies in :math:`(0, 2/\alpha)`; for symmetric positive
-    definite :math:`A` with eigenvalues in :math:`[\mu, L]` and :math:`\alpha \le 1/L` the error is
-    :math:`\|x_n - x^*\| \le (1-\alpha\mu)^{n+1}\|x^*\|` (Lorraine, Vicol & Duvenaud, AISTATS 2020).
+    Converges when the spectrum of $A$ lies in $(0, 2/\alpha)$; for symmetric positive
+    definite $A$ with eigenvalues in $[\mu, L]$ and $\alpha \le 1/L$ the error is
+    $\|x_n - x^*\| \le (1-\alpha\mu)^{n+1}\|x^*\|$ (Lorraine, Vicol & Duvenaud, AISTATS 2020).
 
     Args:
-        matvec: :math:`v \mapsto A v`.
+        matvec: $v \mapsto A v$.
         b: the right-hand side.
         steps: number of series terms after the first (``n`` above; each costs one ``matvec``).
-        alpha: the step :math:`\alpha > 0`.
+        alpha: the step $\alpha > 0$.
 
     Returns:
         The approximate solution, detached, shaped like ``b``.
 
     Raises:
         ValueError: ``b`` or a ``matvec`` result is not finite, or the series diverges (a term's norm
-            exceeds twice :math:`\|b\|`, which cannot happen for a symmetric :math:`A` with spectrum
-            in :math:`[0, 2/\alpha]`): ``alpha`` is too large or :math:`A` is not positive definite.
+            exceeds twice $\|b\|$, which cannot happen for a symmetric $A$ with spectrum
+            in $[0, 2/\alpha]$): ``alpha`` is too large or $A$ is not positive definite.
     """
     check_int(steps, "steps", low=0)
     alpha = check_real(alpha, "alpha", low=0.0, low_open=True)

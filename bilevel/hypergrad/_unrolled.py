@@ -20,22 +20,22 @@ def unrolled(
     lr: float,
     steps: int,
 ) -> tuple[list[Tensor], list[Tensor]]:
-    r"""Hypergradient of :math:`f(w_K(\lambda), \lambda)` through :math:`K` steps of gradient descent.
+    r"""Hypergradient of $f(w_K(\lambda), \lambda)$ through $K$ steps of gradient descent.
 
-    :math:`w_0` = ``inner`` (treated as a constant), :math:`w_{k+1} = w_k - \eta\nabla_w g(w_k,\lambda)`;
+    $w_0$ = ``inner`` (treated as a constant), $w_{k+1} = w_k - \eta\nabla_w g(w_k,\lambda)$;
     reverse-mode differentiation through the loop gives the exact derivative of the *truncated*
-    problem. For a :math:`\mu`-strongly convex, :math:`L`-smooth inner loss and
-    :math:`\eta \le 1/L`, its distance to the implicit hypergradient decays like
-    :math:`O((1-\eta\mu)^K)` (Franceschi et al., ICML 2017/2018; Grazzi et al., ICML 2020).
-    Memory and time grow linearly in :math:`K`.
+    problem. For a $\mu$-strongly convex, $L$-smooth inner loss and
+    $\eta \le 1/L$, its distance to the implicit hypergradient decays like
+    $O((1-\eta\mu)^K)$ (Franceschi et al., ICML 2017/2018; Grazzi et al., ICML 2020).
+    Memory and time grow linearly in $K$.
 
     Args:
-        inner_loss: :math:`g(w, \lambda)`.
-        outer_loss: :math:`f(w, \lambda)`.
-        inner: the starting point :math:`w_0`.
-        outer: :math:`\lambda`.
-        lr: inner step :math:`\eta \ge 0`.
-        steps: :math:`K \ge 0`.
+        inner_loss: $g(w, \lambda)$.
+        outer_loss: $f(w, \lambda)$.
+        inner: the starting point $w_0$.
+        outer: $\lambda$.
+        lr: inner step $\eta \ge 0$.
+        steps: $K \ge 0$.
 
     Returns:
         ``(hypergradient, w_K)``, both detached.

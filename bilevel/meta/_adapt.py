@@ -87,7 +87,7 @@ def sgd_steps(
     r"""``steps`` gradient steps on the entries ``keys`` of ``start``; differentiable unless first order.
 
     With one scalar step for every key, the step is folded into the loss before differentiating
-    (:math:`\nabla(-\beta\mathcal L) = -\beta\nabla\mathcal L`), so each update is a single addition whose
+    ($\nabla(-\beta\mathcal L) = -\beta\nabla\mathcal L$), so each update is a single addition whose
     backward passes the gradient through unchanged: one pass over the parameters per step instead of a
     multiplication and a subtraction, forward and in the meta-backward.
     """
@@ -140,41 +140,41 @@ def adapt(
 ) -> Params:
     r"""Adapt ``model``'s parameters by ``inner_steps`` steps of gradient descent on ``loss_fn``.
 
-    .. math::
-
-        \phi^{(0)} = \theta,\qquad \phi^{(k+1)} = \phi^{(k)} - \beta\,\nabla\mathcal L^{tr}(\phi^{(k)}),
+    $$
+    \phi^{(0)} = \theta,\qquad \phi^{(k+1)} = \phi^{(k)} - \beta\,\nabla\mathcal L^{tr}(\phi^{(k)}),
+    $$
 
     returned as a dict of parameters by name. The model is never modified. With
     ``first_order=False`` (MAML, Finn, Abbeel & Levine, ICML 2017) the result is a differentiable
-    function of :math:`\theta`, so ``query_loss(adapted).backward()`` puts the exact meta-gradient
-    :math:`\prod_k (I-\beta\nabla^2\mathcal L^{tr}(\phi^{(k)}))\,\nabla\mathcal L^{val}(\phi^{(K)})`
+    function of $\theta$, so ``query_loss(adapted).backward()`` puts the exact meta-gradient
+    $\prod_k (I-\beta\nabla^2\mathcal L^{tr}(\phi^{(k)}))\,\nabla\mathcal L^{val}(\phi^{(K)})$
     into the model's ``.grad``. With ``first_order=True`` (FOMAML) the inner gradients are
-    detached, :math:`d\phi^{(K)}/d\theta = I`, and the same backward yields
-    :math:`\nabla\mathcal L^{val}(\phi^{(K)})`.
+    detached, $d\phi^{(K)}/d\theta = I$, and the same backward yields
+    $\nabla\mathcal L^{val}(\phi^{(K)})$.
 
     Args:
-        model: any ``nn.Module``; its parameters are :math:`\theta` (they must require grad).
+        model: any ``nn.Module``; its parameters are $\theta$ (they must require grad).
         loss_fn: ``loss_fn(params)`` returns the support (inner) loss, computed with
             ``torch.func.functional_call(model, params, inputs)``. A loss that ignores ``params`` (e.g.
             ``model(x)``, which stops adapting after the first step) raises a ``ValueError``.
-        inner_lr: :math:`\beta \ge 0`, or per-parameter learning rates by name (Meta-SGD, Li et al.
+        inner_lr: $\beta \ge 0$, or per-parameter learning rates by name (Meta-SGD, Li et al.
             2017: tensors broadcastable to each parameter, typically learnable; see
-            :func:`~bilevel.meta.learnable_lrs`).
-        inner_steps: :math:`K \ge 0`.
+            [`learnable_lrs()`][bilevel.meta.learnable_lrs]).
+        inner_steps: $K \ge 0$.
         first_order: drop the second-order terms (FOMAML).
         names: adapt only these parameters (ANIL, Raghu et al., ICLR 2020: e.g. the head); the
-            others stay at :math:`\theta` and still receive the outer gradient through the query loss.
+            others stay at $\theta$ and still receive the outer gradient through the query loss.
         params: start from these values instead of the model's parameters (by name; missing names
             are taken from the model).
 
     Returns:
-        Every parameter of the model by name, the adapted ones replaced by :math:`\phi^{(K)}`.
+        Every parameter of the model by name, the adapted ones replaced by $\phi^{(K)}$.
 
     Raises:
         ValueError: a non-finite or non-scalar loss, a loss that does not depend on the parameters it
             is given, an out-of-range ``inner_lr``/``inner_steps``, or unknown ``names``/``params``.
 
-    Example:
+    Examples:
         ``adapt(model, loss_fn, 0.01, 5)`` is ``adapt(model, loss_fn, inner_lr=0.01, inner_steps=5)``.
     """
     check_int(inner_steps, "inner_steps", low=0)
@@ -198,9 +198,9 @@ def learnable_lrs(
     r"""Learnable inner learning rates for Meta-SGD (Li, Zhou, Chen & Li, arXiv 1707.09835).
 
     Returns one ``nn.Parameter`` per adapted parameter, filled with ``init``: of the parameter's
-    shape (``per_element=True``, Meta-SGD's :math:`\alpha \circ \nabla`) or a scalar per tensor.
-    Pass it as ``inner_lr`` to :func:`adapt` and give it to the outer optimizer. Keys are the
-    parameter names with ``"."`` replaced by ``"__"`` (``ParameterDict`` forbids dots); :func:`adapt`
+    shape (``per_element=True``, Meta-SGD's $\alpha \circ \nabla$) or a scalar per tensor.
+    Pass it as ``inner_lr`` to `adapt()` and give it to the outer optimizer. Keys are the
+    parameter names with ``"."`` replaced by ``"__"`` (``ParameterDict`` forbids dots); `adapt()`
     accepts it directly.
     """
     check_real(init, "init", low=0.0)

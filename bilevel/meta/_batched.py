@@ -55,24 +55,24 @@ def adapt_batched(
     first_order: bool = False,
     names: Iterable[str] | None = None,
 ) -> Params:
-    r""":func:`~bilevel.meta.adapt` for a batch of tasks in one vectorised call (``torch.func.vmap``).
+    r"""[`adapt()`][bilevel.meta.adapt] for a batch of tasks in one vectorised call (``torch.func.vmap``).
 
     ``data`` is a pytree (tensor, tuple, dict) whose tensors all carry the tasks along dimension 0;
-    task :math:`t` adapts on ``loss_fn(params, data[t])``. The returned parameters carry the task
+    task $t$ adapts on ``loss_fn(params, data[t])``. The returned parameters carry the task
     dimension first (parameters that are not adapted are expanded without copying), ready for
     ``torch.func.vmap(loss_fn)(adapted, query_data)``. The result equals a Python loop over
-    :func:`~bilevel.meta.adapt` up to floating-point reassociation; it needs a model that vmap
+    [`adapt()`][bilevel.meta.adapt] up to floating-point reassociation; it needs a model that vmap
     supports (no in-place updates of buffers, e.g. batch-norm in training mode, and no
     data-dependent control flow).
 
     Args:
-        model: the module; its parameters are :math:`\theta`.
+        model: the module; its parameters are $\theta$.
         loss_fn: one task's support loss, ``loss_fn(params, task_data)``, using ``functional_call``.
         data: the support data of all tasks, batched along dimension 0.
-        inner_lr: as in :func:`~bilevel.meta.adapt`.
-        inner_steps: as in :func:`~bilevel.meta.adapt`.
-        first_order: as in :func:`~bilevel.meta.adapt`.
-        names: as in :func:`~bilevel.meta.adapt`.
+        inner_lr: as in [`adapt()`][bilevel.meta.adapt].
+        inner_steps: as in [`adapt()`][bilevel.meta.adapt].
+        first_order: as in [`adapt()`][bilevel.meta.adapt].
+        names: as in [`adapt()`][bilevel.meta.adapt].
 
     Returns:
         Every parameter by name, with a leading task dimension.

@@ -18,19 +18,19 @@ from bilevel.meta._proximal import controlled_descent, proximal_objective
 
 @dataclass
 class IMAMLResult:
-    """What :func:`imaml_grad` computed for one task.
+    """What `imaml_grad()` computed for one task.
 
     Attributes:
-        adapted: :math:`\\phi` by name (detached), the approximate proximal solution.
+        adapted: $\\phi$ by name (detached), the approximate proximal solution.
         meta_grad: the implicit meta-gradient by name (detached).
-        train_loss: support loss at :math:`\\phi`.
-        val_loss: query loss at :math:`\\phi`.
+        train_loss: support loss at $\\phi$.
+        val_loss: query loss at $\\phi$.
         cg_iterations: conjugate-gradient iterations run.
-        hit_indefinite: CG met non-positive curvature (:math:`I + H/\\lambda` not positive definite at
-            :math:`\\phi`) and was truncated there (only with ``indefinite="stop"``).
-        inner_residual: :math:`\\|\\nabla\\mathcal L^{tr}(\\phi) + \\lambda(\\phi-\\theta)\\|_2`, the
-            stationarity of the proximal problem at :math:`\\phi`. The implicit gradient assumes it is
-            zero; a large value (compared with :math:`\\|\\nabla\\mathcal L^{tr}(\\theta)\\|`) means
+        hit_indefinite: CG met non-positive curvature ($I + H/\\lambda$ not positive definite at
+            $\\phi$) and was truncated there (only with ``indefinite="stop"``).
+        inner_residual: $\\|\\nabla\\mathcal L^{tr}(\\phi) + \\lambda(\\phi-\\theta)\\|_2$, the
+            stationarity of the proximal problem at $\\phi$. The implicit gradient assumes it is
+            zero; a large value (compared with $\\|\\nabla\\mathcal L^{tr}(\\theta)\\|$) means
             ``inner_steps`` or ``inner_lr`` are too small (or the inner descent is diverging).
     """
 
@@ -59,37 +59,37 @@ def imaml_grad(
 ) -> IMAMLResult:
     r"""One task's implicit MAML meta-gradient, added to the model's ``.grad``.
 
-    Inner problem (solved by ``inner_steps`` of gradient descent from :math:`\theta`, with steps of at
+    Inner problem (solved by ``inner_steps`` of gradient descent from $\theta$, with steps of at
     most ``inner_lr`` that never increase the objective: a step that would is halved, see
-    :func:`~bilevel.meta.imaml_adapt_batched`):
+    [`imaml_adapt_batched()`][bilevel.meta.imaml_adapt_batched]):
 
-    .. math::
+    $$
+    \phi = \arg\min_\phi \mathcal L^{tr}(\phi) + \tfrac{\lambda}{2}\|\phi-\theta\|^2 .
+    $$
 
-        \phi = \arg\min_\phi \mathcal L^{tr}(\phi) + \tfrac{\lambda}{2}\|\phi-\theta\|^2 .
-
-    At the exact minimiser :math:`d\phi/d\theta = (I + \lambda^{-1}\nabla^2\mathcal L^{tr}(\phi))^{-1}`, so
-    the meta-gradient is :math:`g = (I + \lambda^{-1}\nabla^2\mathcal L^{tr}(\phi))^{-1}
-    \nabla\mathcal L^{val}(\phi)`, computed by ``cg_steps`` of conjugate gradient on Hessian-vector
+    At the exact minimiser $d\phi/d\theta = (I + \lambda^{-1}\nabla^2\mathcal L^{tr}(\phi))^{-1}$, so
+    the meta-gradient is $g = (I + \lambda^{-1}\nabla^2\mathcal L^{tr}(\phi))^{-1}
+    \nabla\mathcal L^{val}(\phi)$, computed by ``cg_steps`` of conjugate gradient on Hessian-vector
     products. Its memory does not grow with ``inner_steps``. The system is positive definite when
-    :math:`\lambda > -\lambda_{\min}(\nabla^2\mathcal L^{tr})`; the error of :math:`g` comes from the
-    inner solve (:math:`\phi` not exactly optimal) and CG truncation (see
-    :func:`~bilevel.hypergrad.cg`).
+    $\lambda > -\lambda_{\min}(\nabla^2\mathcal L^{tr})$; the error of $g$ comes from the
+    inner solve ($\phi$ not exactly optimal) and CG truncation (see
+    [`cg()`][bilevel.hypergrad.cg]).
 
     Args:
-        model: the module; :math:`\theta` are its parameters.
+        model: the module; $\theta$ are its parameters.
         train_loss: ``loss_fn(params)`` on the support set.
         val_loss: ``loss_fn(params)`` on the query set.
-        reg: :math:`\lambda > 0` (the paper reports :math:`\lambda = 2` on Omniglot).
+        reg: $\lambda > 0$ (the paper reports $\lambda = 2$ on Omniglot).
         inner_lr: gradient-descent step on the regularised inner objective.
         inner_steps: number of inner steps (``>= 0``).
         cg_steps: conjugate-gradient iterations (the paper uses 5).
         cg_tol: relative residual tolerance for stopping CG early.
-        names: the parameters to adapt (the others are held at :math:`\theta` and get no gradient).
+        names: the parameters to adapt (the others are held at $\theta$ and get no gradient).
         accumulate: add the meta-gradient into ``.grad`` (averaged over ranks under
             ``torch.distributed``, so every rank must call this the same number of times).
-        indefinite: ``"stop"`` (default) truncates CG where :math:`I + H/\lambda` shows non-positive
+        indefinite: ``"stop"`` (default) truncates CG where $I + H/\lambda$ shows non-positive
             curvature (the Hessian of a non-convex support loss can make it indefinite; the result
-            records it) or ``"raise"`` (see :func:`~bilevel.hypergrad.cg`).
+            records it) or ``"raise"`` (see [`cg()`][bilevel.hypergrad.cg]).
     """
     lam = check_real(reg, "reg", low=0.0, low_open=True)
     lr = check_real(inner_lr, "inner_lr", low=0.0)

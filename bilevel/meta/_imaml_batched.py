@@ -43,23 +43,23 @@ def imaml_grad_batched(
     accumulate: bool = True,
     max_norm: float | None = None,
 ) -> Params:
-    r""":func:`~bilevel.meta.imaml_grad` for a batch of tasks, vectorised with ``torch.func.vmap``.
+    r"""[`imaml_grad()`][bilevel.meta.imaml_grad] for a batch of tasks, vectorised with ``torch.func.vmap``.
 
     ``support`` and ``query`` are pytrees of tensors with the tasks along dimension 0 and
     ``loss_fn(params, task_data)`` is one task's loss. Every task runs ``inner_steps`` of step-controlled
     gradient descent (steps of at most ``inner_lr`` that never increase the objective; see
-    :func:`~bilevel.meta.imaml_adapt_batched`, which adapts new tasks the same way) on
-    :math:`\mathcal L^{tr}(\phi) + \frac\lambda2\|\phi-\theta\|^2` and ``cg_steps`` of conjugate
-    gradient on :math:`(I + \nabla^2\mathcal L^{tr}(\phi)/\lambda)\,x = \nabla\mathcal L^{val}(\phi)`
+    [`imaml_adapt_batched()`][bilevel.meta.imaml_adapt_batched], which adapts new tasks the same way) on
+    $\mathcal L^{tr}(\phi) + \frac\lambda2\|\phi-\theta\|^2$ and ``cg_steps`` of conjugate
+    gradient on $(I + \nabla^2\mathcal L^{tr}(\phi)/\lambda)\,x = \nabla\mathcal L^{val}(\phi)$
     (Hessian-vector products by double reverse-mode differentiation). A task whose CG meets
-    non-positive curvature stops there (its current iterate, or :math:`\nabla\mathcal L^{val}` if that
+    non-positive curvature stops there (its current iterate, or $\nabla\mathcal L^{val}$ if that
     happens at the first step), as with ``indefinite="stop"``. The **sum** of the tasks'
-    meta-gradients is added to ``.grad`` (as calling :func:`~bilevel.meta.imaml_grad` once per task
+    meta-gradients is added to ``.grad`` (as calling [`imaml_grad()`][bilevel.meta.imaml_grad] once per task
     would) and returned by name; under ``torch.distributed`` it is averaged over ranks first.
 
     ``max_norm`` (optional) rescales each task's meta-gradient to Euclidean norm at most ``max_norm``
     before summing (per-task clipping): a task whose proximal problem is far from solved, or whose
-    :math:`I + H/\lambda` is nearly singular, then cannot dominate the batch.
+    $I + H/\lambda$ is nearly singular, then cannot dominate the batch.
     """
     lam = check_real(reg, "reg", low=0.0, low_open=True)
     lr = check_real(inner_lr, "inner_lr", low=0.0)

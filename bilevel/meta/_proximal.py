@@ -23,11 +23,11 @@ ValueAndGrad = Callable[[Params], tuple[Tensor, Params]]
 def controlled_descent(value_and_grad: ValueAndGrad, start: Params, lr: float, steps: int) -> Params:
     r"""``steps`` gradient steps of size at most ``lr`` that never increase the objective.
 
-    From :math:`(f_0, g_0)` at ``start``, each step tries :math:`\phi' = \phi - s\,g`; it is accepted when
-    :math:`f(\phi')` is finite and :math:`\le f(\phi)` (up to a relative round-off slack of
-    :math:`64\,\varepsilon_{32} \approx 8\cdot10^{-6}`), otherwise :math:`\phi` stays and the step halves
+    From $(f_0, g_0)$ at ``start``, each step tries $\phi' = \phi - s\,g$; it is accepted when
+    $f(\phi')$ is finite and $\le f(\phi)$ (up to a relative round-off slack of
+    $64\,\varepsilon_{32} \approx 8\cdot10^{-6}$), otherwise $\phi$ stays and the step halves
     (a backtracking line search spread over the iterations). Where plain descent decreases the objective
-    (a step below :math:`2/L` on a locally quadratic objective) the iterates are exactly plain gradient
+    (a step below $2/L$ on a locally quadratic objective) the iterates are exactly plain gradient
     descent's; where it would overshoot (a sharp region, or a diverging inner loop) the step shrinks
     instead. Written with ``torch.where`` so that it runs under ``torch.func.vmap`` (one step per task).
     Costs one gradient evaluation more than plain descent (at ``start``).
@@ -50,7 +50,7 @@ def controlled_descent(value_and_grad: ValueAndGrad, start: Params, lr: float, s
 def proximal_objective(
     loss: Callable[[Params], Tensor], anchor: Params, lam: float
 ) -> Callable[[Params], Tensor]:
-    r"""The proximal objective :math:`\mathcal L(\phi) + \frac\lambda2\|\phi - \theta\|^2` (``anchor``: θ)."""
+    r"""The proximal objective $\mathcal L(\phi) + \frac\lambda2\|\phi - \theta\|^2$ (``anchor``: θ)."""
 
     def objective(phi: Params) -> Tensor:
         prox = sum(torch.sum((phi[n] - anchor[n]) ** 2) for n in phi)
@@ -71,20 +71,20 @@ def imaml_adapt_batched(
 ) -> Params:
     r"""iMAML's task adaptation for a batch of tasks: the proximal problem of every task, in one vmap call.
 
-    Each task :math:`t` runs ``inner_steps`` of step-controlled gradient descent (steps of at most
-    ``inner_lr`` that never increase the objective, halving where they would) from :math:`\theta` on
+    Each task $t$ runs ``inner_steps`` of step-controlled gradient descent (steps of at most
+    ``inner_lr`` that never increase the objective, halving where they would) from $\theta$ on
 
-    .. math::
-
-        \min_\phi\ \mathcal L^{tr}_t(\phi) + \tfrac{\lambda}{2}\|\phi-\theta\|^2
+    $$
+    \min_\phi\ \mathcal L^{tr}_t(\phi) + \tfrac{\lambda}{2}\|\phi-\theta\|^2
+    $$
 
     (Rajeswaran, Finn, Kakade & Levine, NeurIPS 2019). It is the inner loop of
-    :func:`~bilevel.meta.imaml_grad_batched`, so a model meta-trained with iMAML is adapted to new tasks
-    by the same procedure. ``data`` and ``loss_fn`` are as in :func:`~bilevel.meta.adapt_batched`.
+    [`imaml_grad_batched()`][bilevel.meta.imaml_grad_batched], so a model meta-trained with iMAML is adapted to new tasks
+    by the same procedure. ``data`` and ``loss_fn`` are as in [`adapt_batched()`][bilevel.meta.adapt_batched].
 
     Returns:
         Every parameter by name with a leading task dimension, detached (the adapted ones are
-        :math:`\phi_t`, the others :math:`\theta` expanded).
+        $\phi_t$, the others $\theta$ expanded).
     """
     lam = check_real(reg, "reg", low=0.0, low_open=True)
     lr = check_real(inner_lr, "inner_lr", low=0.0)

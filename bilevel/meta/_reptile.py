@@ -21,26 +21,26 @@ def reptile_grad(
     names: Iterable[str] | None = None,
     accumulate: bool = True,
 ) -> Params:
-    r"""The Reptile direction :math:`d = \theta - \frac1n\sum_i W_i`, added to the model's ``.grad``.
+    r"""The Reptile direction $d = \theta - \frac1n\sum_i W_i$, added to the model's ``.grad``.
 
-    :math:`W_i` is the result of ``inner_steps`` plain SGD steps on task :math:`i`'s loss from
-    :math:`\theta`. An outer SGD step of size :math:`\epsilon` then performs Reptile's update
-    :math:`\theta \leftarrow \theta + \epsilon(\bar W - \theta)`; any other ``torch.optim`` optimizer
-    may consume :math:`d` instead. For SGD inner steps :math:`d = \beta\,\frac1n\sum_i\sum_k
-    \nabla\mathcal L_i(\phi_i^{(k)})`: the sum of the gradients along the whole path, where FOMAML uses
-    only the last (with :math:`K=1`, :math:`d/\beta` is the joint-training gradient). No
+    $W_i$ is the result of ``inner_steps`` plain SGD steps on task $i$'s loss from
+    $\theta$. An outer SGD step of size $\epsilon$ then performs Reptile's update
+    $\theta \leftarrow \theta + \epsilon(\bar W - \theta)$; any other ``torch.optim`` optimizer
+    may consume $d$ instead. For SGD inner steps $d = \beta\,\frac1n\sum_i\sum_k
+    \nabla\mathcal L_i(\phi_i^{(k)})$: the sum of the gradients along the whole path, where FOMAML uses
+    only the last (with $K=1$, $d/\beta$ is the joint-training gradient). No
     second-order terms are formed. Under ``torch.distributed`` the direction is averaged over ranks.
 
     Args:
         model: the module.
-        task_losses: one ``loss_fn(params)`` per task (see :func:`~bilevel.meta.adapt`).
-        inner_lr: :math:`\beta`, scalar or per parameter.
-        inner_steps: :math:`K \ge 1`.
-        names: adapt only these parameters (the others get :math:`d = 0`).
-        accumulate: add :math:`d` into ``.grad`` (like ``backward``); ``False`` only returns it.
+        task_losses: one ``loss_fn(params)`` per task (see [`adapt()`][bilevel.meta.adapt]).
+        inner_lr: $\beta$, scalar or per parameter.
+        inner_steps: $K \ge 1$.
+        names: adapt only these parameters (the others get $d = 0$).
+        accumulate: add $d$ into ``.grad`` (like ``backward``); ``False`` only returns it.
 
     Returns:
-        :math:`d` by parameter name (detached).
+        $d$ by parameter name (detached).
     """
     check_int(inner_steps, "inner_steps", low=1)
     losses = list(task_losses)

@@ -1,9 +1,9 @@
 """What every aggregator shares: input checks, the Gramian, and the ``d = wᵀG`` convention.
 
 An aggregator maps the matrix G (m × d) of per-objective gradients to a direction d = Σ_i w_i g_i. All
-aggregators in :mod:`bilevel.moo` compute their weights w from the m × m Gramian GGᵀ (or, with double
+aggregators in [`bilevel.moo`][bilevel.moo] compute their weights w from the m × m Gramian GGᵀ (or, with double
 sampling, from the cross-Gramian G₁G₂ᵀ), so they also work on a selection of layers and inside
-:func:`bilevel.moo.backward` without ever concatenating the gradients.
+[`bilevel.moo.backward()`][bilevel.moo.backward] without ever concatenating the gradients.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def check_gramian(Q: Any, name: str = "gramian", *, symmetric: bool = True, psd:
     """Return ``Q`` if it is a finite floating (m, m) matrix with m ≥ 2, else raise naming ``name``.
 
     With ``symmetric`` (a Gramian GGᵀ, not a cross-Gramian G₁G₂ᵀ) it must also be symmetric and, with
-    ``psd``, positive semidefinite up to :func:`psd_tolerance`.
+    ``psd``, positive semidefinite up to `psd_tolerance()`.
     """
     if not isinstance(Q, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (m, m), got {type(Q).__name__}")
@@ -122,7 +122,7 @@ def check_simplex(v: Any, name: str, *, size: int | None = None) -> Tensor:
 class Aggregator(ABC):
     """Base class: ``d = agg(G)`` is the aggregated direction, ``agg.weights(G)`` the weights w with d = wᵀG.
 
-    Subclasses implement :meth:`compute_weights` on checked Gramians; :meth:`weights_from_gramian` is the
+    Subclasses implement `compute_weights()` on checked Gramians; `weights_from_gramian()` is the
     entry point that checks its inputs, calls it, and records the result in ``last_weights`` (the weights
     of this aggregator's most recent call). With two independent batches (``G2``), the direction is taken
     on Ḡ = (G + G2)/2 and the weights from the Gramian ḠḠᵀ, except for aggregators that use double
@@ -187,7 +187,7 @@ class Aggregator(ABC):
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
+        """Restore `state_dict()`."""
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
         if state:

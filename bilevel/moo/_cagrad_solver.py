@@ -1,5 +1,5 @@
-"""CAGrad's dual, :math:`\\min_{w\\in\\Delta} a^\top w + \varphi\\sqrt{w^\top Q w}`, solved on the Gramian
-(see :func:`bilevel.moo.cagrad_weights` for the method)."""
+"""CAGrad's dual, $\\min_{w\\in\\Delta} a^\top w + \varphi\\sqrt{w^\top Q w}$, solved on the Gramian
+(see [`bilevel.moo.cagrad_weights()`][bilevel.moo.cagrad_weights] for the method)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def _kkt_ok(q: Tensor, a: Tensor, phi: float, w: Tensor, tol: float) -> bool:
 
 
 def cagrad_dual(q: Tensor, a: Tensor, g0n2: float, phi: float, tol: float, max_iter: int = 60) -> Tensor:
-    """argmin_{w∈Δ} aᵀw + φ√(wᵀQw) (see :func:`cagrad_weights`)."""
+    """argmin_{w∈Δ} aᵀw + φ√(wᵀQw) (see `cagrad_weights()`)."""
     ones = torch.ones_like(a)
 
     def solve(s: float) -> tuple[Tensor, float]:

@@ -1,7 +1,7 @@
 """Small solvers on the probability simplex, working on an m × m Gramian (m = number of objectives).
 
-- :func:`project_simplex`: Euclidean projection onto Δ_m (sort-based; Duchi et al., ICML 2008).
-- :func:`min_norm_weights`: the exact minimiser of wᵀQw over Δ_m, i.e. the weights of the min-norm point of
+- `project_simplex()`: Euclidean projection onto Δ_m (sort-based; Duchi et al., ICML 2008).
+- `min_norm_weights()`: the exact minimiser of wᵀQw over Δ_m, i.e. the weights of the min-norm point of
   the convex hull of the gradients (Wolfe's min-norm-point algorithm, *Math. Programming* 11, 1976,
   written on the Gramian). It is an active-set method: it terminates in finitely many steps with the
   optimal support and solves the KKT system on that support exactly, so it reaches the float64 floor
@@ -27,7 +27,7 @@ from bilevel.moo._base import check_gramian
 def project_simplex(v: Tensor) -> Tensor:
     r"""Euclidean projection of ``v`` (last dimension) onto the probability simplex.
 
-    :math:`\Pi_\Delta(v) = \max(v - \tau, 0)` with τ chosen so that the result sums to one
+    $\Pi_\Delta(v) = \max(v - \tau, 0)$ with τ chosen so that the result sums to one
     (sort-based algorithm of Duchi, Shalev-Shwartz, Singer and Chandra, ICML 2008).
 
     Raises:
@@ -46,7 +46,7 @@ def project_simplex(v: Tensor) -> Tensor:
 
 
 def _project_simplex(v: Tensor) -> Tensor:
-    """:func:`project_simplex` without input checks (for callers that checked already)."""
+    """`project_simplex()` without input checks (for callers that checked already)."""
     u, _ = torch.sort(v, dim=-1, descending=True)
     css = u.cumsum(-1) - 1
     k = torch.arange(1, v.shape[-1] + 1, device=v.device, dtype=v.dtype)
@@ -113,12 +113,12 @@ def _wolfe(q: np.ndarray, tol: float, max_iter: int) -> np.ndarray:
 def min_norm_weights(gramian: Any, *, tol: float = 1e-12, max_iter: int | None = None) -> Tensor:
     r"""Exact weights of the min-norm element of the convex hull of the rows of G, given Q = GGᵀ.
 
-    Solves :math:`\min_{w \in \Delta_m} w^\top Q w` with Wolfe's min-norm-point algorithm on the Gramian
+    Solves $\min_{w \in \Delta_m} w^\top Q w$ with Wolfe's min-norm-point algorithm on the Gramian
     (major cycle: add the most violating vertex; minor cycle: affine minimiser on the active set, step back
     to the simplex and drop vertices that hit zero). It stops when the Frank–Wolfe gap
-    :math:`w^\top Q w - \min_i (Qw)_i` is below ``tol · max_i Q_ii``; since
-    :math:`\|d - d^\star\|^2 \le 2\,\mathrm{gap}`, the returned direction is then exact to
-    :math:`\sqrt{2\,\mathrm{tol}}` relative to the largest gradient.
+    $w^\top Q w - \min_i (Qw)_i$ is below ``tol · max_i Q_ii``; since
+    $\|d - d^\star\|^2 \le 2\,\mathrm{gap}$, the returned direction is then exact to
+    $\sqrt{2\,\mathrm{tol}}$ relative to the largest gradient.
 
     Args:
         gramian: symmetric PSD (m, m) matrix.
@@ -140,7 +140,7 @@ def min_norm_weights(gramian: Any, *, tol: float = 1e-12, max_iter: int | None =
 
 
 def _min_norm_weights(gramian: Tensor, *, tol: float = 1e-12, max_iter: int | None = None) -> Tensor:
-    """:func:`min_norm_weights` without input checks (for callers that checked already)."""
+    """`min_norm_weights()` without input checks (for callers that checked already)."""
     q = gramian.detach().to(device="cpu", dtype=torch.float64)
     q = 0.5 * (q + q.T)
     m = q.shape[0]
@@ -157,7 +157,7 @@ def _min_norm_weights(gramian: Tensor, *, tol: float = 1e-12, max_iter: int | No
 
 def two_point_weights(q: Tensor) -> Tensor:
     r"""Closed form for m = 2: weights (α, 1 − α) with
-    :math:`\alpha = \mathrm{clip}\big(\frac{(g_2 - g_1)^\top g_2}{\|g_1 - g_2\|^2}, 0, 1\big)`
+    $\alpha = \mathrm{clip}\big(\frac{(g_2 - g_1)^\top g_2}{\|g_1 - g_2\|^2}, 0, 1\big)$
     (Sener & Koltun, NeurIPS 2018, Algorithm 1 without their 0.001/0.999 clipping)."""
     q = q.detach().to(device="cpu", dtype=torch.float64)
     den = float(q[0, 0] + q[1, 1] - 2 * q[0, 1])

@@ -1,8 +1,8 @@
 """Apply an aggregator to a model: per-objective gradients of the shared parameters → one ``.grad``.
 
-:func:`backward` composes three steps, each in its own module: (a) per-objective gradients and their
+`backward()` composes three steps, each in its own module: (a) per-objective gradients and their
 Gramians (``_jacobian``), (b) the aggregator's weights from the Gramian, (c) writing ``.grad``
-(``_write``). The layer-selection policy and its counter live in :class:`~bilevel.moo.LayerSelection`.
+(``_write``). The layer-selection policy and its counter live in [`LayerSelection`][bilevel.moo.LayerSelection].
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ LossesT = Sequence[Tensor] | Mapping[str, Tensor]
 
 @dataclass
 class BackwardResult:
-    """What :func:`backward` computed.
+    """What `backward()` computed.
 
     Attributes:
         weights: the weights w (m,) of the objectives; the shared parameters received Σ_i w_i g_i.
@@ -125,16 +125,16 @@ def backward(
 ) -> BackwardResult:
     r"""Multi-objective backward: aggregate the objectives' gradients of the shared parameters into ``.grad``.
 
-    1. Per-objective gradients :math:`g_i = \nabla_\theta L_i` of the shared parameters θ, batched: one
+    1. Per-objective gradients $g_i = \nabla_\theta L_i$ of the shared parameters θ, batched: one
        ``torch.autograd.grad`` call vmapped over the rows of the identity (``is_grads_batched=True``);
        with ``batched=False`` (or for ops without a batching rule) one backward per objective.
     2. Under ``torch.distributed`` the per-objective gradients are averaged across ranks first, so every
        rank computes the same weights.
-    3. The Gramian :math:`Q = GG^\top` is accumulated tensor by tensor (never concatenating G) and the
+    3. The Gramian $Q = GG^\top$ is accumulated tensor by tensor (never concatenating G) and the
        aggregator turns it into weights w; the shared parameters' ``.grad`` receives
-       :math:`\sum_i w_i g_i` (accumulated, like ``Tensor.backward``: call ``optimizer.zero_grad()``
+       $\sum_i w_i g_i$ (accumulated, like ``Tensor.backward``: call ``optimizer.zero_grad()``
        first).
-    4. The task-specific parameters (heads) receive the gradient of :math:`\sum_i L_i`, i.e. each head
+    4. The task-specific parameters (heads) receive the gradient of $\sum_i L_i$, i.e. each head
        its own loss's gradient when heads are separate. Without ``task_params`` they are inferred, as
        torchjd's ``mtl_backward`` does: every trainable leaf tensor the losses reach that is not among
        the shared parameters (found by walking the autograd graph once). Pass ``task_params=[]`` to give
@@ -143,19 +143,19 @@ def backward(
     Any ``torch.optim`` optimizer can then take the step.
 
     Args:
-        losses: m ≥ 2 scalar losses (a list, or a dict name → loss; a :class:`~bilevel.moo.Recipe` reorders
+        losses: m ≥ 2 scalar losses (a list, or a dict name → loss; a [`Recipe`][bilevel.moo.Recipe] reorders
             a dict to its objectives).
         shared_params: the shared parameters θ (tensors or param-group dicts).
-        aggregator: an :class:`~bilevel.moo.Aggregator` (MGDA, CAGrad, PCGrad, MoDo, a Recipe, ...).
+        aggregator: an [`Aggregator`][bilevel.moo.Aggregator] (MGDA, CAGrad, PCGrad, MoDo, a Recipe, ...).
         task_params: task-specific parameters, disjoint from ``shared_params`` (default: inferred).
         second_losses: the same objectives on an independent batch (double sampling). The direction is
-            then taken on :math:`\bar G = (G_1 + G_2)/2`; MoDo uses the cross-Gramian :math:`G_1G_2^\top`.
-        selection: a :class:`~bilevel.moo.LayerSelection` (Objective Soups' layer selection).
+            then taken on $\bar G = (G_1 + G_2)/2$; MoDo uses the cross-Gramian $G_1G_2^\top$.
+        selection: a [`LayerSelection`][bilevel.moo.LayerSelection] (Objective Soups' layer selection).
         retain_graph: keep the graph after the last backward call.
         batched: try the vmapped Jacobian first.
 
     Returns:
-        A :class:`BackwardResult` with the weights, the Gramian, the selection and the task parameters.
+        A `BackwardResult` with the weights, the Gramian, the selection and the task parameters.
     """
     L1 = _order(losses, aggregator, "losses")
     m = len(L1)

@@ -23,18 +23,18 @@ def check_rescale(rescale: Any) -> int:
 
 
 def cagrad_weights(gramian: Tensor, c: float = 0.5, *, rescale: int = 1, tol: float = 1e-12) -> Tensor:
-    r"""Weights :math:`\beta` with :math:`d = \sum_i \beta_i g_i` equal to CAGrad's direction.
+    r"""Weights $\beta$ with $d = \sum_i \beta_i g_i$ equal to CAGrad's direction.
 
-    Primal: :math:`\max_d \min_i \langle g_i, d\rangle` s.t. :math:`\|d - g_0\| \le c\|g_0\|`, with
-    :math:`g_0 = \frac1m\sum_i g_i`. Its dual (as in the official code) is
-    :math:`w^\star = \arg\min_{w\in\Delta} w^\top Q b + \varphi\sqrt{w^\top Q w}` with b = 1/m and
-    :math:`\varphi = c\|g_0\|`, and :math:`d = g_0 + \varphi\, g_{w^\star} / \|g_{w^\star}\|`.
+    Primal: $\max_d \min_i \langle g_i, d\rangle$ s.t. $\|d - g_0\| \le c\|g_0\|$, with
+    $g_0 = \frac1m\sum_i g_i$. Its dual (as in the official code) is
+    $w^\star = \arg\min_{w\in\Delta} w^\top Q b + \varphi\sqrt{w^\top Q w}$ with b = 1/m and
+    $\varphi = c\|g_0\|$, and $d = g_0 + \varphi\, g_{w^\star} / \|g_{w^\star}\|$.
 
-    Solver (torch, float64, on the Gramian only): with :math:`\varphi\|x\| = \min_{t>0} \frac{\varphi}{2}
-    (\|x\|^2/t + t)`, for fixed :math:`s = t/\varphi` the dual is the min-norm problem of the shifted
-    points :math:`g_i + s g_0` (solved exactly, see :func:`~bilevel.moo.mgda.mgda_weights`); the optimal s
-    solves :math:`\|g_{w(s)}\| = \varphi s`, whose root is bracketed by
-    :math:`[\|d_{\mathrm{MGDA}}\|, \max_i\|g_i\|]/\varphi` and found by safeguarded regula falsi in log s.
+    Solver (torch, float64, on the Gramian only): with $\varphi\|x\| = \min_{t>0} \frac{\varphi}{2}
+    (\|x\|^2/t + t)$, for fixed $s = t/\varphi$ the dual is the min-norm problem of the shifted
+    points $g_i + s g_0$ (solved exactly, see [`mgda_weights()`][bilevel.moo.mgda.mgda_weights]); the optimal s
+    solves $\|g_{w(s)}\| = \varphi s$, whose root is bracketed by
+    $[\|d_{\mathrm{MGDA}}\|, \max_i\|g_i\|]/\varphi$ and found by safeguarded regula falsi in log s.
     Once the support is identified the stationarity conditions are solved in closed form on it and
     checked (KKT), which makes the result exact to rounding.
 
@@ -52,7 +52,7 @@ def cagrad_weights(gramian: Tensor, c: float = 0.5, *, rescale: int = 1, tol: fl
 
 
 def _cagrad_weights(gramian: Tensor, c: float, rescale: int, tol: float) -> Tensor:
-    """:func:`cagrad_weights` on checked inputs."""
+    """`cagrad_weights()` on checked inputs."""
     q = gramian.detach().to(device="cpu", dtype=torch.float64)
     q = 0.5 * (q + q.T)
     m = q.shape[0]
@@ -83,12 +83,14 @@ class CAGrad(Aggregator):
     r"""Conflict-averse gradient: the direction within a ball around the mean gradient that maximises the
     worst-case decrease,
 
-    .. math:: \max_d \min_i \langle g_i, d\rangle \quad \text{s.t.} \quad \|d - g_0\| \le c\,\|g_0\|,
+    $$
+    \max_d \min_i \langle g_i, d\rangle \quad \text{s.t.} \quad \|d - g_0\| \le c\,\|g_0\|,
+    $$
 
-    :math:`g_0 = \frac1m \sum_i g_i`. c = 0 is gradient descent on the mean loss; larger c moves towards
+    $g_0 = \frac1m \sum_i g_i$. c = 0 is gradient descent on the mean loss; larger c moves towards
     MGDA. For 0 ≤ c < 1 CAGrad converges to stationary points of the mean loss (Liu et al., Thm 3.2).
     Solved on the m × m Gramian in torch (no scipy/cvxpy), to rounding accuracy; see
-    :func:`cagrad_weights`.
+    `cagrad_weights()`.
 
     Reference: B. Liu, X. Liu, X. Jin, P. Stone, Q. Liu, "Conflict-Averse Gradient Descent for Multi-task
     Learning", NeurIPS 2021.

@@ -23,10 +23,10 @@ SCORING = ("full", "lean")
 
 
 def layer_scores(gramians: Tensor) -> Tensor:
-    r"""Mean pairwise cosine :math:`\frac{2}{m(m-1)}\sum_{i<j}\cos(g_i^\ell, g_j^\ell)` per layer.
+    r"""Mean pairwise cosine $\frac{2}{m(m-1)}\sum_{i<j}\cos(g_i^\ell, g_j^\ell)$ per layer.
 
     Args:
-        gramians: (L, m, m) per-layer Gramians :math:`Q^\ell = G^\ell G^{\ell\top}`.
+        gramians: (L, m, m) per-layer Gramians $Q^\ell = G^\ell G^{\ell\top}$.
 
     A pair where either gradient is zero on that layer contributes a cosine of 0 (no information).
     """
@@ -81,7 +81,7 @@ def group_by_module(module: nn.Module, *, prefix: str = "") -> list[list[Tensor]
 
 @dataclass(frozen=True)
 class SelectionPlan:
-    """What one :func:`~bilevel.moo.backward` step needs from a :class:`LayerSelection`.
+    """What one [`backward()`][bilevel.moo.backward] step needs from a `LayerSelection`.
 
     Attributes:
         layer_of: the layer of every shared tensor.
@@ -98,28 +98,28 @@ class SelectionPlan:
 
 
 class LayerSelection:
-    r"""Configuration and state of layer selection for :func:`bilevel.moo.backward`.
+    r"""Configuration and state of layer selection for [`bilevel.moo.backward()`][bilevel.moo.backward].
 
     On a *scoring* step (the first one, then every ``rescore_every`` steps) the objectives' gradients of
-    every shared layer are computed, each layer is scored with :func:`layer_scores`, and the conflicting
-    set S is chosen (:func:`select_layers`). The aggregator's weights w are computed from the Gramian
-    :math:`\sum_{\ell\in S} Q^\ell` of the selected layers only. On the other steps, per-objective
+    every shared layer are computed, each layer is scored with `layer_scores()`, and the conflicting
+    set S is chosen (`select_layers()`). The aggregator's weights w are computed from the Gramian
+    $\sum_{\ell\in S} Q^\ell$ of the selected layers only. On the other steps, per-objective
     gradients are computed **for the layers in S only** — the memory and time saving — and the rest of
     the model gets one ordinary backward pass.
 
     Two ways to apply the weights (``apply_to``):
 
-    - ``"all"``: every shared layer receives :math:`\sum_i w_i g_i^\ell` (the weights are estimated on
+    - ``"all"``: every shared layer receives $\sum_i w_i g_i^\ell$ (the weights are estimated on
       the conflicting layers and used everywhere; one extra weighted backward for the unselected layers).
-    - ``"selected"``: layers in S receive :math:`\sum_i w_i g_i^\ell`; the others receive the gradient of
+    - ``"selected"``: layers in S receive $\sum_i w_i g_i^\ell$; the others receive the gradient of
       the mean (``others="mean"``) or sum of the losses, or nothing (``others="none"``, the VM-MSP code,
       where an optimizer then skips them).
 
     If no layer conflicts, S is empty and the weights are uniform (1/m): the mean gradient (the aggregator
     is then not called, so its ``last_weights`` and state do not change).
 
-    The object owns the policy and its state: :meth:`plan` says what a step needs, :meth:`update` scores
-    and selects, :meth:`weights_elsewhere` says what unselected layers receive, and :meth:`advance` counts
+    The object owns the policy and its state: `plan()` says what a step needs, `update()` scores
+    and selects, `weights_elsewhere()` says what unselected layers receive, and `advance()` counts
     the step (``steps``; set ``steps = 0`` to force a re-scoring at the next step).
 
     Args:
@@ -132,7 +132,7 @@ class LayerSelection:
             scoring step (fast; peak memory of a full step); ``"lean"`` computes them layer by layer and
             keeps only the layers that can still be selected (peak memory of the selected layers plus one
             layer, at the cost of one batched backward per layer on scoring steps).
-        layers: how shared parameters group into layers (lists of tensors; see :func:`group_by_module`);
+        layers: how shared parameters group into layers (lists of tensors; see `group_by_module()`);
             default: every parameter tensor is its own layer (as in the Objective Soups code).
     """
 
@@ -195,7 +195,7 @@ class LayerSelection:
 
     @property
     def writes_elsewhere(self) -> bool:
-        """Whether unselected layers receive a gradient (see :meth:`weights_elsewhere`)."""
+        """Whether unselected layers receive a gradient (see `weights_elsewhere()`)."""
         return self.apply_to == "all" or self.others != "none"
 
     def advance(self) -> None:

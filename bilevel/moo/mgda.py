@@ -16,15 +16,15 @@ NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 def mgda_weights(
     gramian: Tensor, *, normalization: str = "none", losses: Tensor | None = None, tol: float = 1e-12
 ) -> Tensor:
-    r"""Weights α ∈ Δ_m of the min-norm point :math:`\min_{\alpha\in\Delta}\|\sum_i \alpha_i \hat g_i\|^2`.
+    r"""Weights α ∈ Δ_m of the min-norm point $\min_{\alpha\in\Delta}\|\sum_i \alpha_i \hat g_i\|^2$.
 
-    ``normalization`` rescales the gradients before solving, :math:`\hat g_i = g_i / s_i`, as in Sener &
-    Koltun's code: ``"l2"`` (:math:`s_i=\|g_i\|`), ``"loss"`` (:math:`s_i=L_i`), ``"loss+"``
-    (:math:`s_i=L_i\|g_i\|`) or ``"none"``. As in their code, the weights α are then applied to the raw
+    ``normalization`` rescales the gradients before solving, $\hat g_i = g_i / s_i$, as in Sener &
+    Koltun's code: ``"l2"`` ($s_i=\|g_i\|$), ``"loss"`` ($s_i=L_i$), ``"loss+"``
+    ($s_i=L_i\|g_i\|$) or ``"none"``. As in their code, the weights α are then applied to the raw
     gradients. Zero scales are replaced by one.
 
     Returns weights on the Gramian's device and dtype. The solve is exact (Wolfe's active-set algorithm,
-    see :func:`bilevel.moo.min_norm_weights`; closed form for m = 2).
+    see [`bilevel.moo.min_norm_weights()`][bilevel.moo.min_norm_weights]; closed form for m = 2).
 
     Raises:
         ValueError: the Gramian is not a finite symmetric positive semidefinite (m, m) matrix with m ≥ 2,
@@ -37,7 +37,7 @@ def mgda_weights(
 
 
 def _mgda_weights(gramian: Tensor, normalization: str, losses: Tensor | None, tol: float) -> Tensor:
-    """:func:`mgda_weights` on checked inputs."""
+    """`mgda_weights()` on checked inputs."""
     q = gramian.detach().to(device="cpu", dtype=torch.float64)
     m = q.shape[0]
     if normalization != "none":
@@ -58,10 +58,10 @@ def _mgda_weights(gramian: Tensor, normalization: str, losses: Tensor | None, to
 
 
 class MGDA(Aggregator):
-    r"""Multiple-gradient descent: :math:`d = \sum_i \alpha_i g_i` with
-    :math:`\alpha = \arg\min_{\alpha\in\Delta_m} \|\sum_i \alpha_i g_i\|^2`.
+    r"""Multiple-gradient descent: $d = \sum_i \alpha_i g_i$ with
+    $\alpha = \arg\min_{\alpha\in\Delta_m} \|\sum_i \alpha_i g_i\|^2$.
 
-    Either d = 0 (the point is Pareto-stationary) or :math:`\langle d, g_i\rangle \ge \|d\|^2 > 0` for
+    Either d = 0 (the point is Pareto-stationary) or $\langle d, g_i\rangle \ge \|d\|^2 > 0$ for
     every i, so a small step along −d decreases every objective. The weights are solved exactly on the
     m × m Gramian (closed form for m = 2; Wolfe's min-norm-point algorithm for m > 2, which terminates
     with the optimal support instead of the O(1/k) error of Frank–Wolfe).
@@ -72,10 +72,10 @@ class MGDA(Aggregator):
 
     Args:
         normalization: ``"none"`` (default), ``"l2"``, ``"loss"`` or ``"loss+"`` (Sener & Koltun); the
-            loss-based ones need ``losses=`` in :meth:`weights`.
+            loss-based ones need ``losses=`` in `weights()`.
         tol: relative tolerance on the Frank–Wolfe gap of the solver.
 
-    Example:
+    Examples:
         >>> import torch
         >>> G = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
         >>> MGDA()(G)

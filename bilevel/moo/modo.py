@@ -17,13 +17,13 @@ CENTERS = ("zero", "uniform")
 def modo_step(
     lam: Tensor, cross_gramian: Tensor, *, gamma: float = 0.1, rho: float = 0.0, center: str = "zero"
 ) -> Tensor:
-    r"""One MoDo weight update :math:`\lambda \leftarrow \Pi_\Delta\big(\lambda - \gamma(G_1G_2^\top\lambda
-    + \rho(\lambda - \lambda_c))\big)`.
+    r"""One MoDo weight update $\lambda \leftarrow \Pi_\Delta\big(\lambda - \gamma(G_1G_2^\top\lambda
+    + \rho(\lambda - \lambda_c))\big)$.
 
-    :math:`G_1G_2^\top` (``cross_gramian``) comes from two independent mini-batches, so
-    :math:`G_1G_2^\top\lambda` is an unbiased estimate of :math:`\nabla F\nabla F^\top\lambda`, the gradient
-    of :math:`\tfrac12\|\nabla F^\top\lambda\|^2`; a single batch (:math:`G_1G_1^\top`) adds the gradient
-    covariance and biases λ. ``center`` is the regulariser's anchor :math:`\lambda_c`: ``"zero"`` (MoDo
+    $G_1G_2^\top$ (``cross_gramian``) comes from two independent mini-batches, so
+    $G_1G_2^\top\lambda$ is an unbiased estimate of $\nabla F\nabla F^\top\lambda$, the gradient
+    of $\tfrac12\|\nabla F^\top\lambda\|^2$; a single batch ($G_1G_1^\top$) adds the gradient
+    covariance and biases λ. ``center`` is the regulariser's anchor $\lambda_c$: ``"zero"`` (MoDo
     paper, LibMTL) or ``"uniform"`` (1/m, the Objective Soups code).
 
     Raises:
@@ -38,7 +38,7 @@ def modo_step(
 
 
 def _modo_step(lam: Tensor, cross_gramian: Tensor, gamma: float, rho: float, center: str) -> Tensor:
-    """:func:`modo_step` on checked inputs."""
+    """`modo_step()` on checked inputs."""
     M = cross_gramian.detach()
     m = M.shape[0]
     lam = lam.detach().to(device=M.device, dtype=M.dtype)
@@ -48,19 +48,20 @@ def _modo_step(lam: Tensor, cross_gramian: Tensor, gamma: float, rho: float, cen
 
 class MoDo(Aggregator):
     r"""MoDo: stochastic MGDA whose weights λ follow projected gradient descent on
-    :math:`\tfrac12\|G^\top\lambda\|^2 + \tfrac\rho2\|\lambda\|^2` with *double sampling*:
+    $\tfrac12\|G^\top\lambda\|^2 + \tfrac\rho2\|\lambda\|^2$ with *double sampling*:
 
-    .. math::
-        \lambda_{t+1} = \Pi_\Delta\big(\lambda_t
-            - \gamma_\lambda (G_1 G_2^\top \lambda_t + \rho\lambda_t)\big),
-        \qquad d_t = \tfrac12 (G_1 + G_2)^\top \lambda_{t+1},
+    $$
+    \lambda_{t+1} = \Pi_\Delta\big(\lambda_t
+    - \gamma_\lambda (G_1 G_2^\top \lambda_t + \rho\lambda_t)\big),
+    \qquad d_t = \tfrac12 (G_1 + G_2)^\top \lambda_{t+1},
+    $$
 
-    where :math:`G_1, G_2` are the objectives' gradients on two independent mini-batches. λ is state
-    carried across steps (start: uniform). With only one batch the update uses :math:`G G^\top` and
+    where $G_1, G_2$ are the objectives' gradients on two independent mini-batches. λ is state
+    carried across steps (start: uniform). With only one batch the update uses $G G^\top$ and
     converges to a biased λ (it minimises the expected squared norm, which includes the noise variance).
 
     Unlike the stateless aggregators, every call advances λ: ``agg(G1, G2)`` and
-    ``agg.weights(G1, G2)`` each perform one update. Read the current λ from :attr:`lam`.
+    ``agg.weights(G1, G2)`` each perform one update. Read the current λ from `lam`.
 
     Reference: L. Chen, H. Fernando, Y. Ying, T. Chen, "Three-Way Trade-Off in Multi-Objective Learning:
     Optimization, Generalization and Conflict-Avoidance", NeurIPS 2023 (JMLR 2024).

@@ -16,12 +16,12 @@ REDUCTIONS = ("sum", "mean")
 def pcgrad_weights(
     gramian: Tensor, *, generator: torch.Generator | None = None, reduction: str = "sum"
 ) -> Tensor:
-    r"""Weights c with :math:`d = \sum_i c_i g_i` equal to PCGrad's direction, computed on the Gramian.
+    r"""Weights c with $d = \sum_i c_i g_i$ equal to PCGrad's direction, computed on the Gramian.
 
-    For every i, in a random order over j ≠ i: if :math:`\langle g_i^{PC}, g_j\rangle < 0` then
-    :math:`g_i^{PC} \leftarrow g_i^{PC} - \frac{\langle g_i^{PC}, g_j\rangle}{\|g_j\|^2} g_j`; then
-    :math:`d = \sum_i g_i^{PC}` (``reduction="sum"``, as in the paper) or the mean. Every
-    :math:`g_i^{PC}` stays in the span of the gradients, so tracking its coefficients is exact.
+    For every i, in a random order over j ≠ i: if $\langle g_i^{PC}, g_j\rangle < 0$ then
+    $g_i^{PC} \leftarrow g_i^{PC} - \frac{\langle g_i^{PC}, g_j\rangle}{\|g_j\|^2} g_j$; then
+    $d = \sum_i g_i^{PC}$ (``reduction="sum"``, as in the paper) or the mean. Every
+    $g_i^{PC}$ stays in the span of the gradients, so tracking its coefficients is exact.
     One permutation per i is drawn from ``generator`` (CPU).
 
     Raises:
@@ -39,7 +39,7 @@ def pcgrad_weights(
 
 
 def _pcgrad_weights(gramian: Tensor, generator: torch.Generator | None, reduction: str) -> Tensor:
-    """:func:`pcgrad_weights` on checked inputs."""
+    """`pcgrad_weights()` on checked inputs."""
     q = gramian.detach().to(device="cpu", dtype=torch.float64)
     m = q.shape[0]
     Q = q.tolist()
@@ -61,15 +61,15 @@ def _pcgrad_weights(gramian: Tensor, generator: torch.Generator | None, reductio
 
 
 class PCGrad(Aggregator):
-    r"""Projecting conflicting gradients: each :math:`g_i` is projected onto the normal plane of every
-    :math:`g_j` it conflicts with (:math:`\langle g_i, g_j\rangle < 0`), in a random order, and the
+    r"""Projecting conflicting gradients: each $g_i$ is projected onto the normal plane of every
+    $g_j$ it conflicts with ($\langle g_i, g_j\rangle < 0$), in a random order, and the
     projected gradients are summed.
 
     Reference: T. Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020 (Algorithm 1).
 
     Args:
         seed: seed of the random order (a CPU ``torch.Generator``); the generator's state is part of
-            :meth:`state_dict`, so a resumed run draws the same orders.
+            `state_dict()`, so a resumed run draws the same orders.
         reduction: ``"sum"`` (paper) or ``"mean"`` of the projected gradients.
     """
 

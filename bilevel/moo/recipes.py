@@ -2,8 +2,8 @@
 
 Saif et al., "Objective Soups: Multilingual Multi-Task Modeling for Speech Processing", arXiv 2508.09228.
 A recipe is configuration: a list of levels (objective names), one aggregator per level, and one penalty
-schedule per level below the top. It is itself an :class:`~bilevel.moo.Aggregator` over all objectives,
-so :func:`bilevel.moo.backward` applies any recipe unchanged.
+schedule per level below the top. It is itself an [`Aggregator`][bilevel.moo.Aggregator] over all objectives,
+so [`bilevel.moo.backward()`][bilevel.moo.backward] applies any recipe unchanged.
 """
 
 from __future__ import annotations
@@ -38,14 +38,15 @@ class Product:
 
 
 class Recipe(Aggregator):
-    r"""Hierarchical multi-objective direction over levels :math:`\ell = 1..L` of objectives:
+    r"""Hierarchical multi-objective direction over levels $\ell = 1..L$ of objectives:
 
-    .. math::
-        d = \sum_{\ell=1}^{L} \Big(\prod_{j<\ell} \eta_j(k)\Big) \sum_{i \in \ell} w^{(\ell)}_i g_i,
+    $$
+    d = \sum_{\ell=1}^{L} \Big(\prod_{j<\ell} \eta_j(k)\Big) \sum_{i \in \ell} w^{(\ell)}_i g_i,
+    $$
 
-    where :math:`w^{(\ell)}` are the weights of level ℓ's aggregator computed on that level's Gramian
+    where $w^{(\ell)}$ are the weights of level ℓ's aggregator computed on that level's Gramian
     block (a level with one objective has weight 1; a level without an aggregator averages), and
-    :math:`\eta_j(k)` is the penalty joining level j + 1 to level j, a schedule of the counter k.
+    $\eta_j(k)$ is the penalty joining level j + 1 to level j, a schedule of the counter k.
 
     - flat (R1): ``Recipe([["asr", "st", "ssl"]], [MoDo()])``
     - bi-level (R2, SSL below):
@@ -54,7 +55,7 @@ class Recipe(Aggregator):
       η₁ = min(0.1 + 0.02u, 1.5), η₂ = min(0.02u, 1.5) and SSL weight η₁η₂:
       ``Recipe([["asr"], ["st"], ["ssl"]], penalties=[LinearRamp(0.1, 1.5, 70), LinearRamp(0.0, 1.5, 75)])``
 
-    The counter k advances once per call (``per="step"``) or by :meth:`end_epoch` (``per="epoch"``, the
+    The counter k advances once per call (``per="step"``) or by `end_epoch()` (``per="epoch"``, the
     intent of the VM-MSP README; its code advanced per batch).
 
     Args:

@@ -1,4 +1,4 @@
-"""Penalty-based bilevel gradient descent (PBGD / BL-JUST): :class:`PenaltyBGD` and its functional core."""
+"""Penalty-based bilevel gradient descent (PBGD / BL-JUST): `PenaltyBGD` and its functional core."""
 
 from bilevel.penalty.functional import (
     PenaltyGrads,

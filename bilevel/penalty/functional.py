@@ -2,20 +2,24 @@ r"""Functional core of penalty-based bilevel gradient descent (PBGD; Shen & Chen
 
 The bilevel problem is
 
-.. math:: \min_{x,\,y} f(x, y) \quad\text{s.t.}\quad y \in \arg\min_{y'} g(x, y'),
+$$
+\min_{x,\,y} f(x, y) \quad\text{s.t.}\quad y \in \arg\min_{y'} g(x, y'),
+$$
 
 with ``x`` the *upper* parameters and ``y`` the *lower* parameters. Its value-function penalty is
 
-.. math:: F_\gamma(x, y) = f(x, y) + \gamma\,\bigl(g(x, y) - v(x)\bigr), \qquad v(x) = \min_{y'} g(x, y'),
+$$
+F_\gamma(x, y) = f(x, y) + \gamma\,\bigl(g(x, y) - v(x)\bigr), \qquad v(x) = \min_{y'} g(x, y'),
+$$
 
-and the gradient-norm penalty (G-PBGD) replaces :math:`g - v` by :math:`\lVert\nabla_y g(x, y)\rVert^2`.
-:math:`v(x)` is estimated by :math:`g(x, \omega)` where :math:`\omega` is a warm-started copy of ``y``
-advanced by a few gradient steps on :math:`g(x, \cdot)`; by Danskin's theorem
-:math:`\nabla v(x) = \nabla_x g(x, y^*(x))`, so the upper gradient gains :math:`-\gamma\nabla_x g(x, \omega)`.
+and the gradient-norm penalty (G-PBGD) replaces $g - v$ by $\lVert\nabla_y g(x, y)\rVert^2$.
+$v(x)$ is estimated by $g(x, \omega)$ where $\omega$ is a warm-started copy of ``y``
+advanced by a few gradient steps on $g(x, \cdot)$; by Danskin's theorem
+$\nabla v(x) = \nabla_x g(x, y^*(x))$, so the upper gradient gains $-\gamma\nabla_x g(x, \omega)$.
 
 Every function here is stateless: parameters are plain leaf tensors, losses are closures that take no
 arguments and read those tensors (so they may be written for an ``nn.Module``), and ``ω`` is a list of
-tensors shaped like the lower parameters. The stateful :class:`bilevel.PenaltyBGD` wraps them.
+tensors shaped like the lower parameters. The stateful [`bilevel.PenaltyBGD`][bilevel.PenaltyBGD] wraps them.
 When ``torch.distributed`` is initialised every gradient computed here is averaged across ranks.
 """
 
@@ -40,10 +44,10 @@ PENALTIES = ("value", "gradient")
 
 
 def step_scale(gamma: float) -> float:
-    r"""The official PBGD code's step scaling :math:`\min(1, 1/\gamma)` (1 for :math:`\gamma \le 1`).
+    r"""The official PBGD code's step scaling $\min(1, 1/\gamma)$ (1 for $\gamma \le 1$).
 
-    The smoothness constant of :math:`F_\gamma` grows like :math:`L_\gamma = L_f + \gamma L_g`, so a
-    step :math:`\alpha` that is stable at :math:`\gamma = 1` stays stable for every :math:`\gamma` once it
+    The smoothness constant of $F_\gamma$ grows like $L_\gamma = L_f + \gamma L_g$, so a
+    step $\alpha$ that is stable at $\gamma = 1$ stays stable for every $\gamma$ once it
     is multiplied by this factor (see ``theory/penalty_step_coupling.md``).
     """
     gamma = check_real(gamma, "gamma", low=0.0)
@@ -72,7 +76,7 @@ def inner_steps_(
     check_finite: bool = True,
     weight: float | None = None,
 ) -> int:
-    r"""Advance ``omega`` in place by ``steps`` gradient steps on :math:`g(x, \cdot)` of size ``lr``.
+    r"""Advance ``omega`` in place by ``steps`` gradient steps on $g(x, \cdot)$ of size ``lr``.
 
     ``lower_loss`` is evaluated with the lower parameters temporarily backed by ``omega``.
     ``loss_scale`` (a GradScaler's scale) multiplies the loss before differentiation and divides the
@@ -107,7 +111,7 @@ def value_function(
     *,
     check_finite: bool = True,
 ) -> tuple[Tensor, list[Tensor | None]]:
-    r"""The estimate :math:`v(x) \approx g(x, \omega)` and its Danskin gradient :math:`\nabla_x g(x, \omega)`.
+    r"""The estimate $v(x) \approx g(x, \omega)$ and its Danskin gradient $\nabla_x g(x, \omega)$.
 
     Returns the detached value and the gradient with respect to each upper parameter (``None`` where
     ``g`` does not depend on it). With no upper parameters the value is computed without a graph.
@@ -153,12 +157,12 @@ def value_estimate(
     *,
     check_finite: bool = True,
 ) -> Tensor:
-    r""":math:`v(x) \approx g(x, \omega)` as a tensor whose graph reaches the upper parameters only.
+    r"""$v(x) \approx g(x, \omega)$ as a tensor whose graph reaches the upper parameters only.
 
-    Differentiating it gives the Danskin term :math:`\nabla_x g(x, \omega)` (ω is a constant), so it can
+    Differentiating it gives the Danskin term $\nabla_x g(x, \omega)$ (ω is a constant), so it can
     be folded into the penalised loss and differentiated in the same backward pass as f and g
-    (:func:`penalty_grads` with ``v=`` this tensor), which saves one backward pass per step over
-    :func:`value_function`. Without upper parameters the value is computed without a graph.
+    (`penalty_grads()` with ``v=`` this tensor), which saves one backward pass per step over
+    `value_function()`. Without upper parameters the value is computed without a graph.
     """
     if not upper:
         with exchanged(lower, omega), torch.no_grad():
@@ -169,7 +173,7 @@ def value_estimate(
 
 @dataclass
 class PenaltyGrads:
-    """What :func:`penalty_grads` returns: the gradients of c·F_γ and the loss values.
+    """What `penalty_grads()` returns: the gradients of c·F_γ and the loss values.
 
     Attributes:
         upper: gradients for the upper parameters (``None`` where nothing depends on one).
@@ -201,21 +205,23 @@ def penalty_grads(
     check_finite: bool = True,
     weight: float | None = None,
 ) -> PenaltyGrads:
-    r"""Gradients of :math:`c\,F_\gamma` with respect to the upper and lower parameters.
+    r"""Gradients of $c\,F_\gamma$ with respect to the upper and lower parameters.
 
     For ``penalty="value"``:
 
-    .. math:: \nabla_x = c\,(\nabla_x f + \gamma\nabla_x g(x,y) - \gamma\nabla_x v(x)),\qquad
-              \nabla_y = c\,(\nabla_y f + \gamma\nabla_y g(x,y)),
+    $$
+    \nabla_x = c\,(\nabla_x f + \gamma\nabla_x g(x,y) - \gamma\nabla_x v(x)),\qquad
+    \nabla_y = c\,(\nabla_y f + \gamma\nabla_y g(x,y)),
+    $$
 
-    where :math:`\nabla_x v` comes either from ``v`` itself when it carries a graph (from
-    :func:`value_estimate`; one backward pass for everything) or from ``v_grads`` (from
-    :func:`value_function`); with neither, ``v`` is a constant (BL-JUST's case). For
-    ``penalty="gradient"`` the penalty is :math:`p = \lVert\nabla_y g\rVert^2`, differentiated through
-    (double backward). ``c`` is ``scale`` (e.g. :func:`step_scale`). The gradients are multiplied by
+    where $\nabla_x v$ comes either from ``v`` itself when it carries a graph (from
+    `value_estimate()`; one backward pass for everything) or from ``v_grads`` (from
+    `value_function()`); with neither, ``v`` is a constant (BL-JUST's case). For
+    ``penalty="gradient"`` the penalty is $p = \lVert\nabla_y g\rVert^2$, differentiated through
+    (double backward). ``c`` is ``scale`` (e.g. `step_scale()`). The gradients are multiplied by
     ``loss_scale`` (a GradScaler's scale; the caller unscales) and averaged across ranks when
     ``torch.distributed`` is initialised (weighted by ``weight``, this rank's local batch size, when the
-    shards are unequal; see :func:`inner_steps_`).
+    shards are unequal; see `inner_steps_()`).
     ``check_finite=False`` leaves the finiteness check of the losses to the caller (saves device syncs).
     """
     if penalty not in PENALTIES:

@@ -1,4 +1,4 @@
-"""The stateful :class:`PenaltyBGD` optimizer: a thin wrapper over :mod:`bilevel.penalty.functional`."""
+"""The stateful `PenaltyBGD` optimizer: a thin wrapper over [`bilevel.penalty.functional`][bilevel.penalty.functional]."""
 
 from __future__ import annotations
 
@@ -42,31 +42,33 @@ class PenaltyBGD(torch.optim.Optimizer):
     r"""Penalty-based bilevel gradient descent (PBGD; Shen & Chen, ICML 2023), the solver of BL-JUST
     (Saif et al., arXiv 2401.06980, 2412.08548).
 
-    Solves :math:`\min_{x,y} f(x,y)` s.t. :math:`y \in \arg\min_{y'} g(x,y')` through the penalty
+    Solves $\min_{x,y} f(x,y)$ s.t. $y \in \arg\min_{y'} g(x,y')$ through the penalty
 
-    .. math:: F_\gamma(x, y) = f(x, y) + \gamma\,\bigl(g(x, y) - v(x)\bigr),\qquad v(x) = \min_{y'} g(x, y'),
+    $$
+    F_\gamma(x, y) = f(x, y) + \gamma\,\bigl(g(x, y) - v(x)\bigr),\qquad v(x) = \min_{y'} g(x, y'),
+    $$
 
     where ``x`` are the ``upper_params`` and ``y`` the ``lower_params`` (a parameter used by both losses
-    belongs to ``y``). Each :meth:`step`:
+    belongs to ``y``). Each `step()`:
 
-    1. if ``inner_steps > 0``: advances a persistent, warm-started copy :math:`\omega` of ``y`` by
-       ``inner_steps`` plain gradient steps of size ``inner_lr`` on :math:`g(x, \cdot)` and estimates
-       :math:`v(x) \approx g(x, \omega)`, Danskin gradient :math:`\nabla_x v \approx \nabla_x g(x, \omega)`;
+    1. if ``inner_steps > 0``: advances a persistent, warm-started copy $\omega$ of ``y`` by
+       ``inner_steps`` plain gradient steps of size ``inner_lr`` on $g(x, \cdot)$ and estimates
+       $v(x) \approx g(x, \omega)$, Danskin gradient $\nabla_x v \approx \nabla_x g(x, \omega)$;
        with ``inner_steps=0`` v is a constant (BL-JUST's case: nothing to estimate);
-    2. computes :math:`c\,\nabla_x F_\gamma` and :math:`c\,\nabla_y F_\gamma` with
-       :math:`c = \min(1, 1/\gamma)` (``scale_steps=True``, the official code's step scaling) or 1;
+    2. computes $c\,\nabla_x F_\gamma$ and $c\,\nabla_y F_\gamma$ with
+       $c = \min(1, 1/\gamma)$ (``scale_steps=True``, the official code's step scaling) or 1;
     3. writes them into ``.grad`` (replacing what was there: no ``zero_grad`` is needed) and lets one
        ``torch.optim`` optimizer per level step.
 
-    With ``penalty="gradient"`` (G-PBGD) the penalty is :math:`\lVert\nabla_y g(x, y)\rVert^2`, differentiated
-    through by double backward; no :math:`\omega` is kept.
+    With ``penalty="gradient"`` (G-PBGD) the penalty is $\lVert\nabla_y g(x, y)\rVert^2$, differentiated
+    through by double backward; no $\omega$ is kept.
 
-    It is a :class:`torch.optim.Optimizer`: ``param_groups`` lists the upper groups then the lower groups
+    It is a `torch.optim.Optimizer`: ``param_groups`` lists the upper groups then the lower groups
     (shared with the per-level optimizers, so every ``torch.optim.lr_scheduler`` scheduler works;
     ``defaults`` are the level optimizers' defaults, so ``OneCycleLR``/``CyclicLR`` find ``momentum`` or
-    ``betas``), :meth:`add_param_group` adds a group to one level, ``zero_grad`` and
+    ``betas``), `add_param_group()` adds a group to one level, ``zero_grad`` and
     ``state_dict``/``load_state_dict`` round-trip exactly (the step and epoch counters,
-    :math:`\omega` and both levels' optimizer states). When ``torch.distributed`` is initialised every
+    $\omega$ and both levels' optimizer states). When ``torch.distributed`` is initialised every
     gradient it computes is averaged across ranks (do not wrap the model in DDP, or call ``step`` under
     ``no_sync()``); with unequal shards pass ``step(..., batch_size=local_batch_size)`` so that the
     average is the gradient of the global-batch mean.
@@ -75,32 +77,32 @@ class PenaltyBGD(torch.optim.Optimizer):
         upper_params: ``x``: tensors or param-group dicts; may be empty (pure BL-JUST on one model).
         lower_params: ``y``: tensors or param-group dicts; must not be empty nor overlap ``upper_params``.
         lr: default learning rate of both levels (param groups may override it).
-        gamma: γ ≥ 0, a float or a schedule ``k -> γ_k`` such as :class:`bilevel.LinearRamp`
+        gamma: γ ≥ 0, a float or a schedule ``k -> γ_k`` such as [`bilevel.LinearRamp`][bilevel.LinearRamp]
             (the official code ramps γ linearly from 0).
-        inner_steps: gradient steps on :math:`\omega` per step (0: v treated as constant).
+        inner_steps: gradient steps on $\omega$ per step (0: v treated as constant).
         inner_lr: step size of the inner steps, which are plain gradient steps (default ``lr``; a warning
             is given when the level optimizers are not plain SGD, as an Adam ``lr`` is no plain step size).
         penalty: ``"value"`` (g − v, V-PBGD) or ``"gradient"`` (‖∇_y g‖², G-PBGD).
-        scale_steps: multiply both gradients by :math:`\min(1, 1/\gamma)` (keeps a step tuned at γ ≤ 1 stable
-            for large γ, since the smoothness constant grows like :math:`L_f + \gamma L_g`).
+        scale_steps: multiply both gradients by $\min(1, 1/\gamma)$ (keeps a step tuned at γ ≤ 1 stable
+            for large γ, since the smoothness constant grows like $L_f + \gamma L_g$).
         gamma_per: ``"step"``: the schedule's counter is the number of steps taken; ``"epoch"``: the number
-            of :meth:`end_epoch` calls (BL-JUST ramps γ per epoch).
+            of `end_epoch()` calls (BL-JUST ramps γ per epoch).
         check_finite: validate every step (one device sync): a non-finite loss or gradient raises a
             ``ValueError`` and leaves the parameters unchanged. ``False`` never waits for the device (useful
             on GPUs with small models); the stats are then read lazily and non-finite values propagate.
-        max_grad_norm: clip each level's gradient :math:`c\nabla F_\gamma` to this norm before its optimizer
+        max_grad_norm: clip each level's gradient $c\nabla F_\gamma$ to this norm before its optimizer
             steps (as ``torch.nn.utils.clip_grad_norm_`` per level): a float for both levels, or a mapping
             such as ``{"lower": 1.0}`` for one (``None``: no clipping). The stats report the norms before
             clipping.
         optimizer: the torch optimizer that drives both levels: a ``torch.optim.Optimizer`` class or a
             factory such as ``functools.partial(torch.optim.AdamW, weight_decay=0.01)``, called as
             ``optimizer(groups, lr=lr, **optimizer_kwargs)`` (default ``torch.optim.SGD``: plain gradient
-            steps of size ``lr``). :class:`~bilevel.Equilibrium` takes the same two arguments.
+            steps of size ``lr``). [`Equilibrium`][bilevel.Equilibrium] takes the same two arguments.
         optimizer_kwargs: extra keyword arguments for ``optimizer``.
         upper_optimizer: the upper level's factory, overriding ``optimizer`` (called the same way).
         lower_optimizer: the lower level's factory, overriding ``optimizer`` (called the same way).
 
-    Example:
+    Examples:
         >>> opt = PenaltyBGD(head.parameters(), body.parameters(), lr=0.1,
         ...                  gamma=LinearRamp(0.0, 10.0, 1000), inner_steps=1)  # doctest: +SKIP
         >>> stats = opt.step(upper_loss=f, lower_loss=g)  # doctest: +SKIP
@@ -224,12 +226,12 @@ class PenaltyBGD(torch.optim.Optimizer):
 
     @property
     def step_count(self) -> int:
-        """Number of :meth:`step` calls so far (restored by :meth:`load_state_dict`)."""
+        """Number of `step()` calls so far (restored by `load_state_dict()`)."""
         return self._step
 
     @property
     def epoch(self) -> int:
-        """Number of :meth:`end_epoch` calls so far."""
+        """Number of `end_epoch()` calls so far."""
         return self._epoch
 
     @property
@@ -238,7 +240,7 @@ class PenaltyBGD(torch.optim.Optimizer):
         return self._omega
 
     def current_gamma(self) -> float:
-        """γ that the next :meth:`step` will use."""
+        """γ that the next `step()` will use."""
         k = self._epoch if self.gamma_per == "epoch" else self._step
         return check_real(self.gamma(k), "gamma", low=0.0)
 
@@ -263,7 +265,7 @@ class PenaltyBGD(torch.optim.Optimizer):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
-        """Restore a :meth:`state_dict`; the run then continues bit for bit as if never stopped."""
+        """Restore a `state_dict()`; the run then continues bit for bit as if never stopped."""
         missing = {"step", "epoch", "omega", "upper", "lower"} - set(state_dict)
         if missing:
             raise ValueError(f"state_dict is missing {sorted(missing)}; was it saved by PenaltyBGD?")
@@ -318,7 +320,7 @@ class PenaltyBGD(torch.optim.Optimizer):
         grad_scaler: torch.amp.GradScaler | None = None,
         batch_size: float | None = None,
     ) -> PenaltyStats:
-        """Take one penalised step; returns :class:`PenaltyStats` measured before the update.
+        """Take one penalised step; returns `PenaltyStats` measured before the update.
 
         Args:
             upper_loss: closure returning f(x, y) (a finite scalar tensor).

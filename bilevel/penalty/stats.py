@@ -1,4 +1,4 @@
-"""What a :class:`~bilevel.PenaltyBGD` step reports, materialised lazily so that a step need not wait for
+"""What a [`PenaltyBGD`][bilevel.PenaltyBGD] step reports, materialised lazily so that a step need not wait for
 the device."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ MEASURED = ("f", "g", "gap", "upper_grad_norm", "lower_grad_norm", "v")
 class Measured:
     """Named 0-d device tensors packed into one vector, read back by name in one transfer.
 
-    ``Measured({"f": f, "g": g, ...})`` stacks the values (no sync); :meth:`values` (or indexing by name)
+    ``Measured({"f": f, "g": g, ...})`` stacks the values (no sync); `values()` (or indexing by name)
     moves them to the host once and returns a ``dict`` name -> float.
     """
 
@@ -44,23 +44,23 @@ class Measured:
 
 
 class PenaltyStats:
-    r"""What :meth:`PenaltyBGD.step` returns, measured before the update (floats, on the calling rank).
+    r"""What `PenaltyBGD.step()` returns, measured before the update (floats, on the calling rank).
 
     Attributes:
         step: index of this step (0 for the first call).
-        f: upper loss :math:`f(x, y)`.
-        g: lower loss :math:`g(x, y)`.
-        gap: the penalty term: :math:`g(x, y) - g(x, \omega)` (value penalty with ``inner_steps > 0``),
-            :math:`\lVert\nabla_y g\rVert^2` (gradient penalty), else ``None`` (v unknown).
+        f: upper loss $f(x, y)$.
+        g: lower loss $g(x, y)$.
+        gap: the penalty term: $g(x, y) - g(x, \omega)$ (value penalty with ``inner_steps > 0``),
+            $\lVert\nabla_y g\rVert^2$ (gradient penalty), else ``None`` (v unknown).
         gamma: the penalty constant γ used at this step.
         scale: the step scaling c (``min(1, 1/γ)`` or 1) that multiplied both gradients.
-        upper_grad_norm: :math:`\lVert\nabla_x F_\gamma\rVert` (0 without upper parameters), before clipping.
-        lower_grad_norm: :math:`\lVert\nabla_y F_\gamma\rVert`, before clipping.
+        upper_grad_norm: $\lVert\nabla_x F_\gamma\rVert$ (0 without upper parameters), before clipping.
+        lower_grad_norm: $\lVert\nabla_y F_\gamma\rVert$, before clipping.
         skipped: the GradScaler found non-finite gradients and the update was skipped.
 
     ``f``, ``g``, ``gap`` and the norms live on the device until first read; with
     ``PenaltyBGD(check_finite=True)`` (the default) they were already read to validate the step.
-    :meth:`as_dict` gives them all as a plain dict, as :meth:`bilevel.EquilibriumStats.as_dict` does.
+    `as_dict()` gives them all as a plain dict, as [`bilevel.EquilibriumStats.as_dict()`][bilevel.EquilibriumStats.as_dict] does.
     """
 
     __slots__ = ("_has_gap", "_measured", "gamma", "scale", "skipped", "step")

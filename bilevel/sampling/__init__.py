@@ -2,7 +2,7 @@
 samplers (full shuffled epochs, a fresh subset without replacement, a fixed subset or coreset) and a
 length-bucketing batch sampler for variable-length data.
 
-Closed forms for coverage, occupancy and convergence live in :mod:`bilevel.theory.srs`.
+Closed forms for coverage, occupancy and convergence live in [`bilevel.theory.srs`][bilevel.theory.srs].
 """
 
 from bilevel.sampling._common import EpochSampler, draw_count, epoch_generator

@@ -1,5 +1,5 @@
 """Shared pieces of the epoch samplers: argument checks, the draw size ⌈sN⌉, per-epoch seeding, the
-resumable position within an epoch, and the :class:`EpochSampler` base class (``set_epoch``,
+resumable position within an epoch, and the `EpochSampler` base class (``set_epoch``,
 ``state_dict``)."""
 
 from __future__ import annotations
@@ -109,14 +109,14 @@ def resolve_seed(generator: torch.Generator | int | None, name: str = "generator
 
 class EpochCursor:
     """Where a resumable epoch-based iterator stands: the epoch of the next element and how many elements of
-    that epoch were already yielded (shared by :class:`EpochSampler`, whose elements are indices, and
-    :class:`~bilevel.sampling.BucketBatchSampler`, whose elements are batches).
+    that epoch were already yielded (shared by `EpochSampler`, whose elements are indices, and
+    [`BucketBatchSampler`][bilevel.sampling.BucketBatchSampler], whose elements are batches).
 
     ``run(draw)`` yields ``draw(epoch)[position:]`` and moves the cursor *before* yielding each element, so a
     state taken between any two ``next()`` calls names exactly the next element; after the last element of
-    an epoch the cursor is at ``(epoch + 1, 0)``. A position restored by :meth:`restore` survives one
-    :meth:`pin` of the same epoch (a loop that calls ``set_epoch(e)`` at the top of every epoch resumes
-    exactly); any other :meth:`pin` starts its epoch at the first element.
+    an epoch the cursor is at ``(epoch + 1, 0)``. A position restored by `restore()` survives one
+    `pin()` of the same epoch (a loop that calls ``set_epoch(e)`` at the top of every epoch resumes
+    exactly); any other `pin()` starts its epoch at the first element.
     """
 
     def __init__(self) -> None:
@@ -169,9 +169,9 @@ def load_cursor_state(state: Any) -> tuple[int, int, int]:
 class EpochSampler(Sampler[int]):
     """Base class: a sampler whose order in epoch ``e`` is a pure function of ``(seed, e)``.
 
-    Subclasses implement :meth:`indices` and ``__len__`` (the length of every epoch). Iterating yields the
+    Subclasses implement `indices()` and ``__len__`` (the length of every epoch). Iterating yields the
     current epoch's indices from the current position and then moves on to the next epoch, so a plain
-    ``for epoch in ...: for batch in loader`` loop gets a fresh draw every epoch; :meth:`set_epoch` (as with
+    ``for epoch in ...: for batch in loader`` loop gets a fresh draw every epoch; `set_epoch()` (as with
     ``DistributedSampler``) pins the epoch explicitly.
 
     ``state_dict`` holds the seed, the epoch of the next index and the number of that epoch's indices
@@ -194,12 +194,12 @@ class EpochSampler(Sampler[int]):
 
     @property
     def position(self) -> int:
-        """How many indices of :attr:`epoch` were already yielded."""
+        """How many indices of `epoch` were already yielded."""
         return self._cursor.position
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration draw epoch ``epoch`` (a non-negative int) from its first index, or, right
-        after :meth:`load_state_dict` of a state inside that epoch, from the restored position."""
+        after `load_state_dict()` of a state inside that epoch, from the restored position."""
         self._cursor.pin(check_int(epoch, "epoch", low=0))
 
     def indices(self, epoch: int | None = None) -> Tensor:  # pragma: no cover - abstract
@@ -221,7 +221,7 @@ class EpochSampler(Sampler[int]):
         return {"seed": self.seed, "epoch": self._cursor.epoch, "position": self._cursor.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restore :meth:`state_dict` output (a state without ``"position"`` starts its epoch afresh)."""
+        """Restore `state_dict()` output (a state without ``"position"`` starts its epoch afresh)."""
         seed, epoch, position = load_cursor_state(state)
         self.seed = seed
         self._cursor.restore(epoch, position, len(self))

@@ -26,7 +26,7 @@ def bucket_batches(
     drop_last: bool = False,
 ) -> list[list[int]]:
     """Cut an index sequence into length-homogeneous batches (the functional core of
-    :class:`BucketBatchSampler`).
+    `BucketBatchSampler`).
 
     ``indices`` is split into consecutive pools of ``pool_size``; each pool is sorted by ``lengths`` (stable)
     and cut greedily into batches of at most ``batch_size`` items and at most ``max_tokens`` padded tokens
@@ -59,10 +59,10 @@ def bucket_batches(
 
 
 class BucketBatchSampler(Sampler[list[int]]):
-    r"""Batches of similar-length items drawn from an epoch sampler (SRS or any :class:`EpochSampler`).
+    r"""Batches of similar-length items drawn from an epoch sampler (SRS or any `EpochSampler`).
 
-    Each epoch takes the inner sampler's draw (e.g. the :math:`\lceil sN \rceil` with-replacement indices of
-    :class:`SoftRandomSampler`), splits it into pools of ``pool_size`` consecutive draws, sorts every pool by
+    Each epoch takes the inner sampler's draw (e.g. the $\lceil sN \rceil$ with-replacement indices of
+    `SoftRandomSampler`), splits it into pools of ``pool_size`` consecutive draws, sorts every pool by
     length and cuts it into batches bounded by ``batch_size`` (items) and/or ``max_tokens`` (padded frames:
     items × longest item). The batch order is then shuffled (``shuffle=True``), seeded by the inner sampler's
     seed and the epoch. Which items an epoch sees is exactly the inner sampler's draw — bucketing only
@@ -119,11 +119,11 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     @property
     def position(self) -> int:
-        """How many batches of :attr:`epoch` were already yielded."""
+        """How many batches of `epoch` were already yielded."""
         return self._cursor.position
 
     def set_epoch(self, epoch: int) -> None:
-        """Pin the epoch, as :meth:`EpochSampler.set_epoch` (forwarded to the inner sampler)."""
+        """Pin the epoch, as `EpochSampler.set_epoch()` (forwarded to the inner sampler)."""
         self.sampler.set_epoch(epoch)
         self._cursor.pin(epoch)
 
@@ -133,7 +133,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         return {"seed": self.sampler.seed, "epoch": self._cursor.epoch, "position": self._cursor.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restore :meth:`state_dict` output (also into the inner sampler)."""
+        """Restore `state_dict()` output (also into the inner sampler)."""
         seed, epoch, position = load_cursor_state(state)
         self.sampler.load_state_dict({"seed": seed, "epoch": epoch})
         size = len(self.batches(epoch)) if position else 0

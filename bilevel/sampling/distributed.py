@@ -23,24 +23,24 @@ from bilevel.sampling.soft_random import soft_random_indices
 class DistributedSoftRandomSampler(EpochSampler):
     r"""SRS across ``num_replicas`` ranks, the way ``DistributedSampler`` shards full epochs.
 
-    Every rank computes the same epoch draw from ``(seed, epoch)``: the :math:`n = \lceil sN \rceil`
-    i.i.d. uniform indices of :class:`SoftRandomSampler` with the same seed. Rank ``r`` takes positions
-    ``r, r + W, r + 2W, …`` of it (:math:`W` = ``num_replicas``), so the ranks' shares are disjoint
+    Every rank computes the same epoch draw from ``(seed, epoch)``: the $n = \lceil sN \rceil$
+    i.i.d. uniform indices of `SoftRandomSampler` with the same seed. Rank ``r`` takes positions
+    ``r, r + W, r + 2W, …`` of it ($W$ = ``num_replicas``), so the ranks' shares are disjoint
     *positions* of one draw (the same item may still appear on two ranks, as it may twice on one).
 
-    When :math:`W` does not divide :math:`n`:
+    When $W$ does not divide $n$:
 
-    - ``drop_last=False`` (default): the draw is *extended* with :math:`\lceil n/W \rceil W - n < W`
+    - ``drop_last=False`` (default): the draw is *extended* with $\lceil n/W \rceil W - n < W$
       further i.i.d. uniform draws from the same generator. Since SRS draws are i.i.d., the padded epoch
       is still an exact SRS draw (of a slightly larger size), unlike ``DistributedSampler``'s padding by
-      repetition. Each rank gets :math:`\lceil n/W \rceil` indices.
-    - ``drop_last=True``: the draw is truncated to :math:`\lfloor n/W \rfloor W` positions; each rank gets
-      :math:`\lfloor n/W \rfloor` indices (an error if that is 0).
+      repetition. Each rank gets $\lceil n/W \rceil$ indices.
+    - ``drop_last=True``: the draw is truncated to $\lfloor n/W \rfloor W$ positions; each rank gets
+      $\lfloor n/W \rfloor$ indices (an error if that is 0).
 
     Args:
-        data_source_or_length: the data set or its length :math:`N`.
-        ratio: the sampling ratio :math:`s > 0`.
-        num_replicas: world size :math:`W` (default: from the initialised process group).
+        data_source_or_length: the data set or its length $N$.
+        ratio: the sampling ratio $s > 0$.
+        num_replicas: world size $W$ (default: from the initialised process group).
         rank: this rank (default: from the process group).
         seed: the base seed; it must be the same int on every rank.
         drop_last: truncate instead of extending (see above).

@@ -21,7 +21,7 @@ from bilevel.sampling._common import (
 def soft_random_indices(length: int, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
     """One SRS epoch: ``num_samples`` indices drawn i.i.d. uniformly from ``{0, …, length−1}``.
 
-    The functional core of :class:`SoftRandomSampler`; returns an int64 tensor in draw order
+    The functional core of `SoftRandomSampler`; returns an int64 tensor in draw order
     (duplicates kept, as SRS prescribes).
     """
     check_int(length, "length", low=1)
@@ -32,24 +32,24 @@ def soft_random_indices(length: int, num_samples: int, generator: torch.Generato
 class SoftRandomSampler(EpochSampler):
     r"""Soft random sampling (SRS; Cui et al., arXiv 2311.12727).
 
-    Every epoch draws a multiset :math:`S_e` of :math:`n = \lceil sN \rceil` indices i.i.d. uniformly
-    *with replacement* from the :math:`N` items and visits them in draw order. An epoch costs
-    :math:`sN` samples instead of :math:`N`; each item is seen in a given epoch with probability
-    :math:`1 - (1 - 1/N)^{n} \to 1 - e^{-s}`, and every item is eventually seen
-    (see :mod:`bilevel.theory.srs` for coverage, occupancy and convergence).
+    Every epoch draws a multiset $S_e$ of $n = \lceil sN \rceil$ indices i.i.d. uniformly
+    *with replacement* from the $N$ items and visits them in draw order. An epoch costs
+    $sN$ samples instead of $N$; each item is seen in a given epoch with probability
+    $1 - (1 - 1/N)^{n} \to 1 - e^{-s}$, and every item is eventually seen
+    (see [`bilevel.theory.srs`][bilevel.theory.srs] for coverage, occupancy and convergence).
 
     Drop-in for ``DataLoader(ds, shuffle=True)``::
 
         loader = DataLoader(ds, batch_size=64, sampler=SoftRandomSampler(ds, ratio=0.3, generator=0))
 
     Args:
-        data_source_or_length: the data set (anything with ``len()``) or its length :math:`N` as an int.
-        ratio: the sampling ratio :math:`s > 0`. Values above 1 are allowed (more draws than items;
+        data_source_or_length: the data set (anything with ``len()``) or its length $N$ as an int.
+        ratio: the sampling ratio $s > 0$. Values above 1 are allowed (more draws than items;
             with replacement this is well defined).
         generator: an int seed, a seeded ``torch.Generator`` (one draw is taken from it for the base seed),
             or ``None`` (the base seed comes from torch's global RNG).
 
-    Epoch ``e``'s draw depends only on the base seed and ``e``: call :meth:`set_epoch` to pin it; otherwise
+    Epoch ``e``'s draw depends only on the base seed and ``e``: call `set_epoch()` to pin it; otherwise
     every iteration advances to the next epoch. ``state_dict``/``load_state_dict`` resume exactly.
     """
 

@@ -22,16 +22,16 @@ _SUBSET_STREAM = 1  # the fixed subset is drawn from its own stream, independent
 
 
 class FreshSubsetSampler(EpochSampler):
-    r"""A fresh subset of :math:`m = \lceil sN \rceil` *distinct* indices each epoch (without replacement).
+    r"""A fresh subset of $m = \lceil sN \rceil$ *distinct* indices each epoch (without replacement).
 
-    The "subset without replacement" alternative to SRS: every epoch visits exactly :math:`m` distinct
-    items, so per-epoch coverage is exactly :math:`m/N` and an item stays unseen for :math:`T` epochs with
-    probability :math:`(1 - m/N)^T`.
+    The "subset without replacement" alternative to SRS: every epoch visits exactly $m$ distinct
+    items, so per-epoch coverage is exactly $m/N$ and an item stays unseen for $T$ epochs with
+    probability $(1 - m/N)^T$.
 
     Args:
-        data_source_or_length: the data set or its length :math:`N`.
-        ratio: :math:`s \in (0, 1]`.
-        generator: an int seed, a seeded ``torch.Generator`` or ``None`` (see :class:`SoftRandomSampler`).
+        data_source_or_length: the data set or its length $N$.
+        ratio: $s \in (0, 1]$.
+        generator: an int seed, a seeded ``torch.Generator`` or ``None`` (see `SoftRandomSampler`).
     """
 
     def __init__(
@@ -65,14 +65,14 @@ class ShuffledSampler(FreshSubsetSampler):
 class FixedSubsetSampler(EpochSampler):
     r"""A subset chosen once and revisited every epoch (a static subset or a coreset).
 
-    Either ``ratio`` (a uniformly random subset of :math:`\lceil sN \rceil` distinct items, drawn once from
+    Either ``ratio`` (a uniformly random subset of $\lceil sN \rceil$ distinct items, drawn once from
     the seed) or ``indices`` (e.g. a coreset from k-center greedy or CRAIG) must be given. Each epoch visits
     the subset in a fresh random order (``shuffle=True``) or in the given order. Items outside the subset
     are never seen.
 
     Args:
-        data_source_or_length: the data set or its length :math:`N`.
-        ratio: :math:`s \in (0, 1]` for a random subset.
+        data_source_or_length: the data set or its length $N$.
+        ratio: $s \in (0, 1]$ for a random subset.
         indices: explicit subset (distinct ints in ``[0, N)``), instead of ``ratio``.
         generator: an int seed, a seeded ``torch.Generator`` or ``None``.
         shuffle: reshuffle the subset each epoch.

@@ -1,9 +1,9 @@
 r"""Occupancy formulas whose float64 forms cancel catastrophically, evaluated in decimal arithmetic.
 
-The moments of the number of empty bins after :math:`m` uniform throws into :math:`N` bins are
-alternating combinations of the factorial moments :math:`(N)_r (1 - r/N)^m` (terms up to :math:`N^3`, results
-as small as :math:`1/N`), and the cover-time tail is the inclusion–exclusion sum
-:math:`\sum_j (-1)^{j+1}\binom{N}{j}(1 - j/N)^m` (terms up to :math:`e^{\lambda}`). Both are evaluated here
+The moments of the number of empty bins after $m$ uniform throws into $N$ bins are
+alternating combinations of the factorial moments $(N)_r (1 - r/N)^m$ (terms up to $N^3$, results
+as small as $1/N$), and the cover-time tail is the inclusion–exclusion sum
+$\sum_j (-1)^{j+1}\binom{N}{j}(1 - j/N)^m$ (terms up to $e^{\lambda}$). Both are evaluated here
 with the standard library's ``decimal`` (correctly rounded ``ln``/``exp``) at a working precision that covers
 the cancellation plus 30 guard digits, so the float64 results are correct to a few units in the last place.
 """
@@ -19,13 +19,13 @@ def _digits(x: int) -> int:
 
 
 def occupancy_moments(n_bins: int, draws: int) -> tuple[float, float, float, float]:
-    r"""Mean, variance, third central moment of the number :math:`E` of empty bins, and the skewness of the
-    number of occupied bins :math:`U = N - E`, after ``draws`` throws into ``n_bins`` bins.
+    r"""Mean, variance, third central moment of the number $E$ of empty bins, and the skewness of the
+    number of occupied bins $U = N - E$, after ``draws`` throws into ``n_bins`` bins.
 
-    :math:`\mu = f_1`, :math:`\sigma^2 = f_2 + f_1 - f_1^2`,
-    :math:`\kappa_3 = f_3 + 3f_2 + f_1 - 3f_1(f_2 + f_1) + 2f_1^3` with
-    :math:`f_r = (N)_r (1 - r/N)^m`; skewness of :math:`U` is :math:`-\kappa_3/\sigma^3` (0 where
-    :math:`\sigma = 0`, i.e. :math:`N = 1` or :math:`m \le 1`).
+    $\mu = f_1$, $\sigma^2 = f_2 + f_1 - f_1^2$,
+    $\kappa_3 = f_3 + 3f_2 + f_1 - 3f_1(f_2 + f_1) + 2f_1^3$ with
+    $f_r = (N)_r (1 - r/N)^m$; skewness of $U$ is $-\kappa_3/\sigma^3$ (0 where
+    $\sigma = 0$, i.e. $N = 1$ or $m \le 1$).
     """
     N, m = int(n_bins), int(draws)
     if N == 1:
@@ -49,7 +49,7 @@ def occupancy_moments(n_bins: int, draws: int) -> tuple[float, float, float, flo
 
 
 def duplicate_fraction(n_bins: int, draws: int) -> float:
-    r""":math:`1 - E[U]/n = (n - N(1 - (1 - 1/N)^n))/n` (the leading terms cancel: :math:`\approx n/(2N)`)."""
+    r"""$1 - E[U]/n = (n - N(1 - (1 - 1/N)^n))/n$ (the leading terms cancel: $\approx n/(2N)$)."""
     N, n = int(n_bins), int(draws)
     if N == 1:
         return (n - 1) / n
@@ -69,13 +69,13 @@ _IE_TERMS = 130  # λ^j / j! < 1e-38 for j > 130 when λ <= 22
 
 
 def some_empty_progression(n_bins: int, first: int, step: int, count: int) -> list[float]:
-    r"""The probability that some bin is empty after :math:`m` throws,
-    :math:`\sum_{j \ge 1} (-1)^{j+1}\binom{N}{j}(1-j/N)^m`, for :math:`m = ` ``first + k * step``,
+    r"""The probability that some bin is empty after $m$ throws,
+    $\sum_{j \ge 1} (-1)^{j+1}\binom{N}{j}(1-j/N)^m$, for $m = $ ``first + k * step``,
     ``k < count``, in decimal.
 
-    For the caller's range (expected number of empty bins :math:`\lambda \le 22` at ``first``, so that every
-    term is below :math:`\lambda^j/j!`), ``_IE_TERMS`` terms leave a truncation error below :math:`10^{-38}`.
-    Successive :math:`m` multiply each term by :math:`(1 - j/N)^{\mathrm{step}}` (exact to the working
+    For the caller's range (expected number of empty bins $\lambda \le 22$ at ``first``, so that every
+    term is below $\lambda^j/j!$), ``_IE_TERMS`` terms leave a truncation error below $10^{-38}$.
+    Successive $m$ multiply each term by $(1 - j/N)^{\mathrm{step}}$ (exact to the working
     precision), which makes a long progression cheap.
     """
     N = int(n_bins)
@@ -102,6 +102,6 @@ def some_empty_progression(n_bins: int, first: int, step: int, count: int) -> li
 
 
 def log_binom_float(n: int, j: int) -> float:
-    r""":math:`\log\binom{n}{j}` for small ``j`` and any ``n`` without the cancellation of
-    ``lgamma(n + 1) - lgamma(n - j + 1)`` (which loses every digit at :math:`n = 10^{12}`)."""
+    r"""$\log\binom{n}{j}$ for small ``j`` and any ``n`` without the cancellation of
+    ``lgamma(n + 1) - lgamma(n - j + 1)`` (which loses every digit at $n = 10^{12}$)."""
     return j * math.log(n) + math.fsum(math.log1p(-i / n) for i in range(1, j)) - math.lgamma(j + 1)

@@ -1,17 +1,17 @@
 r"""Closed forms for soft random sampling (SRS, arXiv 2311.12727): occupancy, coverage, cover time,
 and the standard SGD convergence and stability bounds specialised to SRS's sampling.
 
-Notation: :math:`N` items, ratio :math:`s`, :math:`n = \lceil sN \rceil` i.i.d. uniform draws per epoch,
-:math:`T` epochs, :math:`U` = number of distinct items in one epoch, :math:`D` = draws until every item
-has been seen (coupon collector), :math:`\tau = \lceil D/n \rceil` = epochs until full coverage.
+Notation: $N$ items, ratio $s$, $n = \lceil sN \rceil$ i.i.d. uniform draws per epoch,
+$T$ epochs, $U$ = number of distinct items in one epoch, $D$ = draws until every item
+has been seen (coupon collector), $\tau = \lceil D/n \rceil$ = epochs until full coverage.
 
 Every function broadcasts its array arguments (numpy rules). Scalar arguments give a Python ``float`` (or
-``int`` for counts); array arguments give a float64 (int64) array. Counts (:math:`N`, :math:`n`, the draws
-:math:`nT` of several epochs) must not exceed :data:`MAX_COUNT` :math:`= 2^{53}`, the largest range in which
+``int`` for counts); array arguments give a float64 (int64) array. Counts ($N$, $n$, the draws
+$nT$ of several epochs) must not exceed `MAX_COUNT` $= 2^{53}$, the largest range in which
 float64 holds every integer; larger values are refused with an error naming the argument.
 
-Accuracy: every function is accurate to :math:`10^{-9}` relative or better (tested against mpmath over
-:math:`1 \le N \le 10^{12}`). The forms that cancel in float64 (the variance and skewness of :math:`U`, the
+Accuracy: every function is accurate to $10^{-9}$ relative or better (tested against mpmath over
+$1 \le N \le 10^{12}$). The forms that cancel in float64 (the variance and skewness of $U$, the
 duplicate rate, the cover-time tail) are evaluated in decimal arithmetic with enough digits
 (``bilevel/theory/_exact.py``); the others use ``log1p``/``expm1`` forms without cancellation.
 
@@ -41,7 +41,7 @@ MAX_COUNT = 2**53
 MAX_PMF_LENGTH = 10**8
 """Largest ``n_data`` for which the occupancy functions build the full pmf (``n_data + 1`` float64 values)."""
 MAX_COVER_EPOCHS = 10**6
-"""Largest number of epochs :func:`expected_epochs_to_cover` sums (about :math:`(\\ln N + 46)/s`)."""
+"""Largest number of epochs `expected_epochs_to_cover()` sums (about $(\\ln N + 46)/s$)."""
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -130,11 +130,11 @@ def _num_draws(N: IntArray, ratio: ArrayLike) -> IntArray:
 
 
 def num_draws(n_data: ArrayLike, ratio: ArrayLike) -> Any:
-    r"""Draws per epoch :math:`n = \lceil sN \rceil` (at least 1), with the sampler's rounding rule
-    (:func:`bilevel.sampling.draw_count`). An ``int`` for scalar arguments, else an int64 array.
+    r"""Draws per epoch $n = \lceil sN \rceil$ (at least 1), with the sampler's rounding rule
+    ([`bilevel.sampling.draw_count()`][bilevel.sampling.draw_count]). An ``int`` for scalar arguments, else an int64 array.
 
     Raises:
-        ValueError: ``n_data`` or :math:`sN` above :data:`MAX_COUNT`, ``ratio`` not finite and > 0.
+        ValueError: ``n_data`` or $sN$ above `MAX_COUNT`, ``ratio`` not finite and > 0.
     """
     return _int_out(_num_draws(_as_count(n_data, "n_data", 1), ratio))
 
@@ -155,9 +155,9 @@ def _unique_fraction(N: IntArray, m: IntArray) -> FloatArray:
 
 def expected_unique_fraction(n_data: ArrayLike, ratio: ArrayLike) -> Any:
     r"""Expected fraction of distinct items in one SRS epoch,
-    :math:`E[U]/N = 1 - (1 - 1/N)^{\lceil sN \rceil}`.
+    $E[U]/N = 1 - (1 - 1/N)^{\lceil sN \rceil}$.
 
-    Tends to :math:`1 - e^{-s}` as :math:`N \to \infty` (0.2592 at :math:`s = 0.3`). Computed as
+    Tends to $1 - e^{-s}$ as $N \to \infty$ (0.2592 at $s = 0.3$). Computed as
     ``-expm1(n * log1p(-1/N))`` (no cancellation).
     """
     N = _as_count(n_data, "n_data", 1)
@@ -165,17 +165,17 @@ def expected_unique_fraction(n_data: ArrayLike, ratio: ArrayLike) -> Any:
 
 
 def expected_unique(n_data: ArrayLike, ratio: ArrayLike) -> Any:
-    """Expected number of distinct items in one SRS epoch, :math:`N (1 - (1 - 1/N)^n)`."""
+    """Expected number of distinct items in one SRS epoch, $N (1 - (1 - 1/N)^n)$."""
     N = _as_count(n_data, "n_data", 1)
     return _float_out(N * _unique_fraction(N, _num_draws(N, ratio)))
 
 
 def unique_variance(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike = 1) -> Any:
-    r"""Variance of the number of distinct items seen after ``epochs`` SRS epochs (:math:`m = nT` draws).
+    r"""Variance of the number of distinct items seen after ``epochs`` SRS epochs ($m = nT$ draws).
 
-    :math:`\mathrm{Var} = N q_1 + N(N-1) q_2 - N^2 q_1^2` with :math:`q_r = (1 - r/N)^m`. Its terms are of
-    order :math:`N^2` while the variance can be as small as :math:`m^2/(2N)`, so the sum is evaluated in
-    decimal arithmetic with enough digits (float64 loses every digit near :math:`N = 10^{14}`).
+    $\mathrm{Var} = N q_1 + N(N-1) q_2 - N^2 q_1^2$ with $q_r = (1 - r/N)^m$. Its terms are of
+    order $N^2$ while the variance can be as small as $m^2/(2N)$, so the sum is evaluated in
+    decimal arithmetic with enough digits (float64 loses every digit near $N = 10^{14}$).
     """
     N = _as_count(n_data, "n_data", 1)
     T = _as_count(epochs, "epochs", 0)
@@ -184,11 +184,11 @@ def unique_variance(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike = 1) 
 
 
 def unique_skewness(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike = 1) -> Any:
-    r"""Skewness :math:`\kappa_3/\sigma^3` of the number of distinct items after ``epochs`` SRS epochs
+    r"""Skewness $\kappa_3/\sigma^3$ of the number of distinct items after ``epochs`` SRS epochs
     (0 where the variance is 0; ``-inf`` where it exceeds the float64 range, when almost surely every item has
-    been seen and the variance is below about :math:`10^{-205}`). The third cumulant is a sum of terms of
-    order :math:`N^3` that cancel to :math:`O(m^2/N)`; it is evaluated in decimal arithmetic like
-    :func:`unique_variance`."""
+    been seen and the variance is below about $10^{-205}$). The third cumulant is a sum of terms of
+    order $N^3$ that cancel to $O(m^2/N)$; it is evaluated in decimal arithmetic like
+    `unique_variance()`."""
     N = _as_count(n_data, "n_data", 1)
     T = _as_count(epochs, "epochs", 0)
     m = _total_draws(_num_draws(N, ratio), T)
@@ -197,10 +197,10 @@ def unique_skewness(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike = 1) 
 
 def duplicate_rate(n_data: ArrayLike, ratio: ArrayLike) -> Any:
     r"""Expected fraction of an epoch's draws that repeat an item already drawn that epoch,
-    :math:`1 - E[U]/n`.
+    $1 - E[U]/n$.
 
-    Tends to :math:`1 - (1 - e^{-s})/s`: 0.368 at :math:`s = 1`, 0.048 at :math:`s = 0.1`. It is about
-    :math:`n/(2N)` for small :math:`n/N`, where ``1 - E[U]/n`` cancels; evaluated in decimal arithmetic.
+    Tends to $1 - (1 - e^{-s})/s$: 0.368 at $s = 1$, 0.048 at $s = 0.1$. It is about
+    $n/(2N)$ for small $n/N$, where ``1 - E[U]/n`` cancels; evaluated in decimal arithmetic.
     """
     N = _as_count(n_data, "n_data", 1)
     return _float_out(_elementwise(_exact.duplicate_fraction, N, _num_draws(N, ratio)))
@@ -219,17 +219,17 @@ def _check_pmf_length(N: int) -> None:
 def occupancy_pmf_exact(n_data: int, draws: int) -> FloatArray:
     r"""Exact law of the number of occupied bins after ``draws`` uniform throws into ``n_data`` bins.
 
-    Forward recursion of the occupancy Markov chain, :math:`p_{t+1}(k) = p_t(k)\,k/N + p_t(k-1)\,(N-k+1)/N`,
+    Forward recursion of the occupancy Markov chain, $p_{t+1}(k) = p_t(k)\,k/N + p_t(k-1)\,(N-k+1)/N$,
     in float64. Every term is a non-negative combination, so the result has relative error
-    :math:`O(t\,\varepsilon)` where it does not underflow (unlike the alternating inclusion–exclusion
-    sum :math:`\binom{N}{k}\sum_j (-1)^j \binom{k}{j} (k-j)^n / N^n`, which loses every digit for
-    :math:`N \gtrsim 50`). Cost :math:`O(n \min(n, N))`; the support is trimmed where mass underflows.
+    $O(t\,\varepsilon)$ where it does not underflow (unlike the alternating inclusion–exclusion
+    sum $\binom{N}{k}\sum_j (-1)^j \binom{k}{j} (k-j)^n / N^n$, which loses every digit for
+    $N \gtrsim 50$). Cost $O(n \min(n, N))$; the support is trimmed where mass underflows.
 
     Returns:
         array of length ``n_data + 1`` with ``pmf[k] = P(U = k)``.
 
     Raises:
-        ValueError: ``n_data`` above :data:`MAX_PMF_LENGTH`.
+        ValueError: ``n_data`` above `MAX_PMF_LENGTH`.
     """
     N = check_int(n_data, "n_data", low=1)
     n = check_int(draws, "draws", low=0)
@@ -264,23 +264,23 @@ def _ndtr(z: FloatArray) -> FloatArray:
 def occupancy_pmf_approx(n_data: int, draws: int) -> FloatArray:
     r"""Edgeworth approximation to the occupancy law (normal with exact mean, variance and skewness).
 
-    :math:`P(U = k) \approx \Delta\Phi(z_k) - \frac{\gamma_1}{6}\,\Delta[\phi(z)(z^2 - 1)]`, the one-term
-    Edgeworth expansion integrated over the unit cell :math:`[k - \frac12, k + \frac12]`, with the exact
-    :math:`\mu, \sigma^2, \kappa_3` of :math:`U` (central limit theorem for
+    $P(U = k) \approx \Delta\Phi(z_k) - \frac{\gamma_1}{6}\,\Delta[\phi(z)(z^2 - 1)]$, the one-term
+    Edgeworth expansion integrated over the unit cell $[k - \frac12, k + \frac12]$, with the exact
+    $\mu, \sigma^2, \kappa_3$ of $U$ (central limit theorem for
     occupancy: Weiss 1958, Rényi 1962); negative cells are clipped and the result renormalised.
 
-    Accuracy, measured against :func:`occupancy_pmf_exact` on 34 cases (N ∈ {10², 10³, 10⁴, 3·10⁴},
+    Accuracy, measured against `occupancy_pmf_exact()` on 34 cases (N ∈ {10², 10³, 10⁴, 3·10⁴},
     s ∈ [0.02, 4]; test ``test_srs_theory.py`` and claim ``srs.occupancy``): the total-variation distance
-    is below :math:`0.05/\sigma^2` whenever :math:`\sigma = \mathrm{sd}(U) \ge 2` (e.g. 9e-4 at
-    N = 10⁴, s = 0.1; 2.7e-5 at N = 10⁴, s = 0.5). It is poor (TV up to 0.06) when :math:`\sigma < 2`,
-    i.e. when an epoch has only a handful of collisions; :func:`occupancy_pmf` uses the exact law there, which
-    is cheap because :math:`n` is then small.
+    is below $0.05/\sigma^2$ whenever $\sigma = \mathrm{sd}(U) \ge 2$ (e.g. 9e-4 at
+    N = 10⁴, s = 0.1; 2.7e-5 at N = 10⁴, s = 0.5). It is poor (TV up to 0.06) when $\sigma < 2$,
+    i.e. when an epoch has only a handful of collisions; `occupancy_pmf()` uses the exact law there, which
+    is cheap because $n$ is then small.
 
     Returns:
         array of length ``n_data + 1``.
 
     Raises:
-        ValueError: ``n_data`` above :data:`MAX_PMF_LENGTH`.
+        ValueError: ``n_data`` above `MAX_PMF_LENGTH`.
     """
     N = check_int(n_data, "n_data", low=1)
     n = check_int(draws, "draws", low=0)
@@ -310,19 +310,19 @@ EXACT_BUDGET = 2 * 10**8
 def occupancy_pmf(
     n_data: int, ratio: float | None = None, *, draws: int | None = None, method: str = "auto"
 ) -> FloatArray:
-    r"""Law of the number :math:`U` of distinct items in one SRS epoch (the classical occupancy distribution).
+    r"""Law of the number $U$ of distinct items in one SRS epoch (the classical occupancy distribution).
 
-    Give ``ratio`` (:math:`n = \lceil sN \rceil`) or ``draws`` (:math:`n` directly, e.g. :math:`nT` for the
-    coverage after :math:`T` epochs). ``method="exact"`` runs :func:`occupancy_pmf_exact`
-    (:math:`O(n\min(n,N))`, about 0.5 s for :math:`N = n = 10^4`), ``"approx"`` runs
-    :func:`occupancy_pmf_approx` (:math:`O(\sigma)`; total-variation error below :math:`0.05/\sigma^2`
-    when :math:`\sigma \ge 2`), and ``"auto"`` picks exact when :math:`n\min(n, N) \le 2\cdot 10^8`.
+    Give ``ratio`` ($n = \lceil sN \rceil$) or ``draws`` ($n$ directly, e.g. $nT$ for the
+    coverage after $T$ epochs). ``method="exact"`` runs `occupancy_pmf_exact()`
+    ($O(n\min(n,N))$, about 0.5 s for $N = n = 10^4$), ``"approx"`` runs
+    `occupancy_pmf_approx()` ($O(\sigma)$; total-variation error below $0.05/\sigma^2$
+    when $\sigma \ge 2$), and ``"auto"`` picks exact when $n\min(n, N) \le 2\cdot 10^8$.
 
     Returns:
         float64 array of length ``n_data + 1``, ``pmf[k] = P(U = k)``.
 
     Raises:
-        ValueError: ``n_data`` above :data:`MAX_PMF_LENGTH` (the array alone would not fit in memory; the
+        ValueError: ``n_data`` above `MAX_PMF_LENGTH` (the array alone would not fit in memory; the
             moments are available for any ``n_data``), or a bad ``ratio``/``draws``/``method``.
     """
     N = check_int(n_data, "n_data", low=1)
@@ -368,13 +368,13 @@ def _unseen_and_seen(N: IntArray, s: FloatArray, T: IntArray, scheme: str) -> tu
 def prob_unseen(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike, scheme: str = "srs") -> Any:
     r"""Probability that a given item has not been seen after ``epochs`` epochs.
 
-    - ``"srs"``: :math:`(1 - 1/N)^{nT} \to e^{-sT}` (0.0498 at :math:`s = 0.3, T = 10`);
-    - ``"without_replacement"`` (a fresh subset of :math:`m = \lceil sN \rceil` distinct items per epoch):
-      :math:`(1 - m/N)^T`;
-    - ``"fixed_subset"`` (one subset of :math:`m` items for all epochs): :math:`1 - m/N` for :math:`T \ge 1`;
-    - ``"full"``: 0 for :math:`T \ge 1` (``ratio`` ignored).
+    - ``"srs"``: $(1 - 1/N)^{nT} \to e^{-sT}$ (0.0498 at $s = 0.3, T = 10$);
+    - ``"without_replacement"`` (a fresh subset of $m = \lceil sN \rceil$ distinct items per epoch):
+      $(1 - m/N)^T$;
+    - ``"fixed_subset"`` (one subset of $m$ items for all epochs): $1 - m/N$ for $T \ge 1$;
+    - ``"full"``: 0 for $T \ge 1$ (``ratio`` ignored).
 
-    All are 1 at :math:`T = 0`.
+    All are 1 at $T = 0$.
     """
     scheme = check_choice(scheme, "scheme", SCHEMES)
     N = _as_count(n_data, "n_data", 1)
@@ -385,7 +385,7 @@ def prob_unseen(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike, scheme: 
 
 def expected_coverage(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike, scheme: str = "srs") -> Any:
     r"""Expected fraction of items seen at least once in ``epochs`` epochs, ``1 - prob_unseen``
-    (:math:`1 - e^{-sT}` for SRS at large :math:`N`), computed with ``expm1`` so that a small coverage keeps
+    ($1 - e^{-sT}$ for SRS at large $N$), computed with ``expm1`` so that a small coverage keeps
     its relative accuracy."""
     scheme = check_choice(scheme, "scheme", SCHEMES)
     N = _as_count(n_data, "n_data", 1)
@@ -402,13 +402,13 @@ def _harmonic(a: IntArray) -> FloatArray:
 
 
 def harmonic_number(n: ArrayLike) -> Any:
-    """:math:`H_n = \\sum_{k \\le n} 1/k` (exact sum below 64, asymptotic series to 1e-16 above)."""
+    """$H_n = \\sum_{k \\le n} 1/k$ (exact sum below 64, asymptotic series to 1e-16 above)."""
     return _float_out(_harmonic(_as_count(n, "n", 0)))
 
 
 def expected_draws_to_cover(n_data: ArrayLike) -> Any:
     r"""Coupon collector: expected draws until every item is seen,
-    :math:`E[D] = N H_N \approx N(\ln N + 0.5772)`."""
+    $E[D] = N H_N \approx N(\ln N + 0.5772)$."""
     N = _as_count(n_data, "n_data", 1)
     return _float_out(N * _harmonic(N))
 
@@ -455,14 +455,14 @@ def _some_empty(N: int, m: NDArray[np.int64]) -> FloatArray:
 
 
 def prob_not_covered(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike) -> Any:
-    r"""Tail of the SRS cover time: :math:`P(\tau > T) = P(D > nT)`, the probability that some item is still
+    r"""Tail of the SRS cover time: $P(\tau > T) = P(D > nT)$, the probability that some item is still
     unseen after ``epochs`` epochs.
 
-    Inclusion–exclusion :math:`\sum_{j\ge1}(-1)^{j+1}\binom{N}{j}(1-j/N)^{nT}`, in float64 where the expected
-    number :math:`\lambda` of unseen items is at most 1 and in decimal arithmetic for
-    :math:`1 < \lambda \le 22`; above, the probability exceeds :math:`1 - e^{-22}` and the product bound
-    :math:`1 - (1 - q_1)^N` is returned. Relative error below :math:`10^{-9}`. Asymptotically (Erdős–Rényi)
-    :math:`P(D > N(\ln N + c)) \to 1 - \exp(-e^{-c})`, see :func:`cover_tail_limit`.
+    Inclusion–exclusion $\sum_{j\ge1}(-1)^{j+1}\binom{N}{j}(1-j/N)^{nT}$, in float64 where the expected
+    number $\lambda$ of unseen items is at most 1 and in decimal arithmetic for
+    $1 < \lambda \le 22$; above, the probability exceeds $1 - e^{-22}$ and the product bound
+    $1 - (1 - q_1)^N$ is returned. Relative error below $10^{-9}$. Asymptotically (Erdős–Rényi)
+    $P(D > N(\ln N + c)) \to 1 - \exp(-e^{-c})$, see `cover_tail_limit()`.
     """
     N = _as_count(n_data, "n_data", 1)
     T = _as_count(epochs, "epochs", 0)
@@ -476,8 +476,8 @@ def prob_not_covered(n_data: ArrayLike, ratio: ArrayLike, epochs: ArrayLike) -> 
 
 
 def cover_tail_limit(c: ArrayLike) -> Any:
-    r"""Erdős–Rényi limit :math:`\lim_N P(D > N(\ln N + c)) = 1 - \exp(-e^{-c})`
-    (0.044 at :math:`c = 3.09`); ``c`` must be finite."""
+    r"""Erdős–Rényi limit $\lim_N P(D > N(\ln N + c)) = 1 - \exp(-e^{-c})$
+    (0.044 at $c = 3.09$); ``c`` must be finite."""
     a = _as_real(c, "c")
     if not np.all(np.isfinite(a)):
         raise ValueError("c must be finite")
@@ -516,15 +516,15 @@ def _expected_epochs_one(N: int, n: int) -> float:
 
 def expected_epochs_to_cover(n_data: ArrayLike, ratio: ArrayLike) -> Any:
     r"""Expected number of whole SRS epochs until every item has been seen,
-    :math:`E[\tau] = \sum_{T \ge 0} P(D > nT)`.
+    $E[\tau] = \sum_{T \ge 0} P(D > nT)$.
 
     This counts epochs as a training loop does (an integer). It satisfies
-    :math:`E[D]/n \le E[\tau] < E[D]/n + 1` with :math:`E[D]/n = N H_N / n \approx (\ln N + 0.5772)/s`
-    (32.6 at :math:`N = 10^4, s = 0.3`); :func:`expected_draws_to_cover` gives :math:`E[D]`.
-    Each term as in :func:`prob_not_covered`; relative error below :math:`10^{-9}`.
+    $E[D]/n \le E[\tau] < E[D]/n + 1$ with $E[D]/n = N H_N / n \approx (\ln N + 0.5772)/s$
+    (32.6 at $N = 10^4, s = 0.3$); `expected_draws_to_cover()` gives $E[D]$.
+    Each term as in `prob_not_covered()`; relative error below $10^{-9}$.
 
     Raises:
-        ValueError: the sum would span more than :data:`MAX_COVER_EPOCHS` epochs (a tiny ``ratio``).
+        ValueError: the sum would span more than `MAX_COVER_EPOCHS` epochs (a tiny ``ratio``).
     """
     N = _as_count(n_data, "n_data", 1)
     n = _num_draws(N, ratio)
@@ -541,7 +541,7 @@ def _finite_bound(x: Any, name: str) -> Any:
 
 
 def steps_per_epoch(n_data: ArrayLike, ratio: ArrayLike, batch_size: ArrayLike = 1) -> Any:
-    r"""Optimizer steps per SRS epoch, :math:`\lceil n / B \rceil` (the last batch may be short)."""
+    r"""Optimizer steps per SRS epoch, $\lceil n / B \rceil$ (the last batch may be short)."""
     B = _as_count(batch_size, "batch_size", 1)
     n = _num_draws(_as_count(n_data, "n_data", 1), ratio)
     return _int_out(-(-n // B))
@@ -566,14 +566,16 @@ def nonconvex_sgd_bound(
     steps: ArrayLike,
     batch_size: ArrayLike = 1,
 ) -> Any:
-    r"""Ghadimi–Lan bound for constant-step SGD on an :math:`L`-smooth non-convex objective:
+    r"""Ghadimi–Lan bound for constant-step SGD on an $L$-smooth non-convex objective:
 
-    .. math:: \min_{k<K} E\|\nabla F(w_k)\|^2 \le \frac1K \sum_{k<K} E\|\nabla F(w_k)\|^2
-              \le \frac{2\Delta}{\eta K} + \frac{L\eta\sigma^2}{B}.
+    $$
+    \min_{k<K} E\|\nabla F(w_k)\|^2 \le \frac1K \sum_{k<K} E\|\nabla F(w_k)\|^2
+    \le \frac{2\Delta}{\eta K} + \frac{L\eta\sigma^2}{B}.
+    $$
 
-    Assumptions: :math:`F` is :math:`L`-smooth and bounded below, :math:`\Delta = F(w_0) - F^*`; the minibatch
-    gradient is unbiased with variance :math:`\le \sigma^2/B` (per-sample variance :math:`\le \sigma^2`);
-    :math:`0 < \eta \le 1/L`.
+    Assumptions: $F$ is $L$-smooth and bounded below, $\Delta = F(w_0) - F^*$; the minibatch
+    gradient is unbiased with variance $\le \sigma^2/B$ (per-sample variance $\le \sigma^2$);
+    $0 < \eta \le 1/L$.
 
     Raises:
         ValueError: ``lr > 1/smoothness`` somewhere (the bound does not hold there).
@@ -600,19 +602,21 @@ def srs_convergence_bound(
     epochs: ArrayLike,
     batch_size: ArrayLike = 1,
 ) -> Any:
-    r"""The non-convex SGD bound of :func:`nonconvex_sgd_bound` for ``epochs`` SRS epochs (standard form
+    r"""The non-convex SGD bound of `nonconvex_sgd_bound()` for ``epochs`` SRS epochs (standard form
     adapted to SRS; the paper's own constants were not available).
 
-    SRS minibatches are :math:`B` i.i.d. uniform draws from the data set, so they are unbiased for the
-    empirical risk :math:`F = \frac1N\sum_i f_i` with variance :math:`\sigma^2/B` given the iterate —
-    exactly the setting of the bound, with :math:`K = T\lceil n/B \rceil` steps. The short last batch of an
-    epoch is accounted for by replacing :math:`1/B` with the average of :math:`1/B_k` over an epoch:
+    SRS minibatches are $B$ i.i.d. uniform draws from the data set, so they are unbiased for the
+    empirical risk $F = \frac1N\sum_i f_i$ with variance $\sigma^2/B$ given the iterate —
+    exactly the setting of the bound, with $K = T\lceil n/B \rceil$ steps. The short last batch of an
+    epoch is accounted for by replacing $1/B$ with the average of $1/B_k$ over an epoch:
 
-    .. math:: \min_k E\|\nabla F(w_k)\|^2 \le \frac{2\Delta}{\eta T \lceil n/B\rceil}
-              + L\eta\sigma^2\,\overline{B^{-1}}.
+    $$
+    \min_k E\|\nabla F(w_k)\|^2 \le \frac{2\Delta}{\eta T \lceil n/B\rceil}
+    + L\eta\sigma^2\,\overline{B^{-1}}.
+    $$
 
-    At equal compute (draws :math:`nT`) the bound does not depend on :math:`s`: SRS trades per-epoch
-    coverage for epoch time, not for rate. Same assumptions as :func:`nonconvex_sgd_bound`.
+    At equal compute (draws $nT$) the bound does not depend on $s$: SRS trades per-epoch
+    coverage for epoch time, not for rate. Same assumptions as `nonconvex_sgd_bound()`.
     """
     N = _as_count(n_data, "n_data", 1)
     n = _num_draws(N, ratio)
@@ -636,12 +640,12 @@ def optimal_lr(
     steps: ArrayLike,
     batch_size: ArrayLike = 1,
 ) -> Any:
-    r"""The step minimising :func:`nonconvex_sgd_bound`:
-    :math:`\eta = \min\{1/L, \sqrt{2\Delta B/(L\sigma^2 K)}\}`,
-    which gives :math:`O(\sqrt{L\Delta\sigma^2/(BK)} + L\Delta/K)`.
+    r"""The step minimising `nonconvex_sgd_bound()`:
+    $\eta = \min\{1/L, \sqrt{2\Delta B/(L\sigma^2 K)}\}$,
+    which gives $O(\sqrt{L\Delta\sigma^2/(BK)} + L\Delta/K)$.
 
-    ``initial_gap`` must be > 0 (at :math:`\Delta = 0` the bound is minimised by :math:`\eta \to 0`, which is
-    no step size); ``variance = 0`` gives :math:`1/L`.
+    ``initial_gap`` must be > 0 (at $\Delta = 0$ the bound is minimised by $\eta \to 0$, which is
+    no step size); ``variance = 0`` gives $1/L$.
     """
     D = _as_positive(initial_gap, "initial_gap")
     L = _as_positive(smoothness, "smoothness")
@@ -660,16 +664,18 @@ def stability_bound_convex(
     lipschitz: ArrayLike, smoothness: ArrayLike, lr: ArrayLike, steps: ArrayLike, n_data: ArrayLike
 ) -> Any:
     r"""Uniform stability of SGD with replacement sampling on a convex loss (Hardt, Recht & Singer 2016,
-    Thm 3.8), constant step :math:`\alpha`:
+    Thm 3.8), constant step $\alpha$:
 
-    .. math:: \varepsilon_{\rm stab} \le \frac{2G^2}{N}\sum_{t=1}^{K}\alpha_t = \frac{2G^2 \alpha K}{N}.
+    $$
+    \varepsilon_{\rm stab} \le \frac{2G^2}{N}\sum_{t=1}^{K}\alpha_t = \frac{2G^2 \alpha K}{N}.
+    $$
 
-    Assumptions: each loss :math:`f(\cdot; z)` is convex, :math:`G`-Lipschitz and :math:`\beta`-smooth, and
-    :math:`\alpha \le 2/\beta`. The expected generalization gap :math:`|E[R(w_K) - R_S(w_K)]|` is at most
-    :math:`\varepsilon_{\rm stab}`. ``steps`` counts updates: single-sample steps, or minibatch steps when
-    each step averages :math:`B` i.i.d. draws (the differing example enters a step with probability
-    :math:`\approx B/N` at weight :math:`\alpha/B`, so the per-step perturbation is the same
-    :math:`2\alpha G/N`; see ``theory/srs_generalization.md``).
+    Assumptions: each loss $f(\cdot; z)$ is convex, $G$-Lipschitz and $\beta$-smooth, and
+    $\alpha \le 2/\beta$. The expected generalization gap $|E[R(w_K) - R_S(w_K)]|$ is at most
+    $\varepsilon_{\rm stab}$. ``steps`` counts updates: single-sample steps, or minibatch steps when
+    each step averages $B$ i.i.d. draws (the differing example enters a step with probability
+    $\approx B/N$ at weight $\alpha/B$, so the per-step perturbation is the same
+    $2\alpha G/N$; see ``theory/srs_generalization.md``).
     """
     G = _as_positive(lipschitz, "lipschitz", allow_zero=True)
     beta = _as_positive(smoothness, "smoothness")
@@ -687,13 +693,15 @@ def stability_bound_nonconvex(
     lipschitz: ArrayLike, smoothness: ArrayLike, c: ArrayLike, steps: ArrayLike, n_data: ArrayLike
 ) -> Any:
     r"""Uniform stability of SGD with replacement sampling on a non-convex loss (Hardt, Recht & Singer 2016,
-    Thm 3.12), steps :math:`\alpha_t \le c/t`:
+    Thm 3.12), steps $\alpha_t \le c/t$:
 
-    .. math:: \varepsilon_{\rm stab} \le \frac{1 + 1/(\beta c)}{N - 1}\,(2cG^2)^{1/(\beta c + 1)}\,
-              K^{\beta c/(\beta c + 1)}.
+    $$
+    \varepsilon_{\rm stab} \le \frac{1 + 1/(\beta c)}{N - 1}\,(2cG^2)^{1/(\beta c + 1)}\,
+    K^{\beta c/(\beta c + 1)}.
+    $$
 
-    Assumptions: the loss takes values in :math:`[0, 1]`, is :math:`G`-Lipschitz and :math:`\beta`-smooth;
-    :math:`N \ge 2`.
+    Assumptions: the loss takes values in $[0, 1]$, is $G$-Lipschitz and $\beta$-smooth;
+    $N \ge 2$.
     """
     G = _as_positive(lipschitz, "lipschitz", allow_zero=True)
     beta = _as_positive(smoothness, "smoothness")
@@ -725,12 +733,12 @@ def srs_generalization_bound(
     r"""Stability bound on the generalization gap after ``epochs`` epochs of single-sample SRS-SGD
     (standard Hardt et al. bounds adapted to SRS; the paper's own bound was not available).
 
-    SRS with :math:`B = 1` *is* SGD with replacement sampling, run for :math:`K = T\lceil sN \rceil` steps, so
-    Hardt et al.'s bounds apply verbatim with that :math:`K`: convex (``convex=True``, ``lr`` = constant
-    :math:`\alpha \le 2/\beta`) :math:`2G^2\alpha T\lceil sN\rceil/N \approx 2G^2\alpha sT`; non-convex
-    (``lr`` = :math:`c` in :math:`\alpha_t \le c/t`, loss in [0, 1]) as :func:`stability_bound_nonconvex`.
-    Smaller :math:`s` means fewer steps and a smaller bound, at the price of optimisation error.
-    With ``batch_size`` :math:`B > 1` (convex case only) :math:`K = T\lceil n/B \rceil` minibatch steps.
+    SRS with $B = 1$ *is* SGD with replacement sampling, run for $K = T\lceil sN \rceil$ steps, so
+    Hardt et al.'s bounds apply verbatim with that $K$: convex (``convex=True``, ``lr`` = constant
+    $\alpha \le 2/\beta$) $2G^2\alpha T\lceil sN\rceil/N \approx 2G^2\alpha sT$; non-convex
+    (``lr`` = $c$ in $\alpha_t \le c/t$, loss in [0, 1]) as `stability_bound_nonconvex()`.
+    Smaller $s$ means fewer steps and a smaller bound, at the price of optimisation error.
+    With ``batch_size`` $B > 1$ (convex case only) $K = T\lceil n/B \rceil$ minibatch steps.
     """
     N = _as_count(n_data, "n_data", 1)
     T = _as_count(epochs, "epochs", 0)

@@ -29,7 +29,7 @@ def temp_claims():
     load_all()  # import every claim module first, so restoring the snapshot keeps them registered
     before = dict(REGISTRY)
 
-    @claim("zz_test.ok", title="ok", statement="1 + 1 = 2", issue=2)
+    @claim("zz_test.ok", title="ok", statement="1 + 1 = 2", paper="a paper")
     def ok(ctx: Context) -> Outcome:
         import matplotlib.pyplot as plt
 
