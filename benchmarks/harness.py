@@ -1,8 +1,8 @@
 """The benchmark harness: every benchmark is a named *claim* that returns a verdict.
 
-A claim is three small functions registered with :func:`claim`:
+A claim is three small functions registered with `claim()`:
 
-* ``measure(budget) -> dict`` runs the experiment within a typed :class:`Budget` (quick or full
+* ``measure(budget) -> dict`` runs the experiment within a typed `Budget` (quick or full
   preset, seed, progress bars) and returns plain data;
 * ``verdict(data) -> Outcome`` judges the data: holds / falls short, the measured figure, the
   tolerance, the details kept in the JSON record;
@@ -229,7 +229,7 @@ def claim(
     """Register the claim ``name`` (dotted, e.g. ``"penalty.path"``).
 
     With ``measure`` and ``verdict`` (and optionally ``figure`` and the ``quick``/``full`` budgets)
-    it registers the three-function claim and returns its :class:`Claim`; without them it returns a
+    it registers the three-function claim and returns its `Claim`; without them it returns a
     decorator for a single ``fn(ctx) -> Outcome``. ``paper`` names where the claim comes from (a paper
     reference); a claim about our own targets (speed, memory) leaves it empty.
     """
@@ -258,7 +258,7 @@ def claim(
 
 
 class Context(Budget):
-    """What a single-function claim receives: a :class:`Budget` plus where to put figures."""
+    """What a single-function claim receives: a `Budget` plus where to put figures."""
 
     def __init__(self, name: str, *, full: bool, seed: int, out_dir: Path, show_progress: bool = True):
         super().__init__(full=full, seed=seed, name=name, show_progress=show_progress)

@@ -1,12 +1,12 @@
 """Problem definitions with closed-form answers, shared by the claims and the tests.
 
-* :func:`c1` — θ ∈ R², g = (θ1 + θ2 − 1)², f = (θ1 − 2)² + θ2²: the bilevel solution is
+* `c1()` — θ ∈ R², g = (θ1 + θ2 − 1)², f = (θ1 − 2)² + θ2²: the bilevel solution is
   θ* = (1.5, −0.5) with f* = 0.5, and the minimiser of f + γg is θ_γ = (2 − r, −r), r = γ/(1 + 2γ)
-  (:func:`c1_minimiser`), where g = 1/(1 + 2γ)².
-* :class:`LinearQuadratic` — g(x, y) = ½‖y − Ax‖² + ½c‖x‖², f(x, y) = ½‖y − b‖² + ½λ‖x‖²: y*(x) = Ax,
+  (`c1_minimiser()`), where g = 1/(1 + 2γ)².
+* `LinearQuadratic` — g(x, y) = ½‖y − Ax‖² + ½c‖x‖², f(x, y) = ½‖y − b‖² + ½λ‖x‖²: y*(x) = Ax,
   so x* = (AᵀA + λI)⁻¹Aᵀb, and v(x) = ½c‖x‖² depends on x.
-* :func:`toy_phi` — the hyper-objective φ(x) = f(x, −x) of the V-PBGD toy (Shen & Chen 2023).
-* :func:`exact_min_norm` — min over the simplex of wᵀQw by enumerating supports (MGDA's reference).
+* `toy_phi()` — the hyper-objective φ(x) = f(x, −x) of the V-PBGD toy (Shen & Chen 2023).
+* `exact_min_norm()` — min over the simplex of wᵀQw by enumerating supports (MGDA's reference).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ __all__ = ["C1_SOLUTION", "LinearQuadratic", "c1", "c1_minimiser", "exact_min_no
 D = torch.float64
 Closure = Callable[[], torch.Tensor]
 
-#: Bilevel solution θ* of :func:`c1`.
+#: Bilevel solution θ* of `c1()`.
 C1_SOLUTION = (1.5, -0.5)
 
 

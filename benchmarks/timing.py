@@ -2,7 +2,7 @@
 
 Every speed claim compares functions timed in the same process, in interleaved rounds (the order
 alternates by default), so that load drifts on a shared machine hit all of them alike; it reports
-medians and ratios of that one run. :class:`SavedTensorMeter` measures the memory saved for backward.
+medians and ratios of that one run. `SavedTensorMeter` measures the memory saved for backward.
 """
 
 from __future__ import annotations

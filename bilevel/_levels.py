@@ -1,5 +1,6 @@
 """Plumbing shared by the optimizers that drive one ``torch.optim`` optimizer per level
-([`PenaltyBGD`][bilevel.PenaltyBGD], [`Equilibrium`][bilevel.Equilibrium]): one argument convention for the level
+([`PenaltyBGD`][bilevel.PenaltyBGD], [`Equilibrium`][bilevel.Equilibrium]): one argument convention for the
+level
 optimizers, param-group learning rates, deprecated argument names and per-level gradient clipping."""
 
 from __future__ import annotations

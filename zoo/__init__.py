@@ -1,6 +1,6 @@
 """zoo: speech and audio-visual models, a generated multilingual corpus, features, tokenizers and metrics.
 
-``zoo`` uses :mod:`bilevel` through its public API only, as any user would. Both ship in one distribution
+``zoo`` uses `bilevel` through its public API only, as any user would. Both ship in one distribution
 (``bilevel``), so ``zoo.__version__`` is ``bilevel.__version__``.
 """
 

@@ -1,14 +1,14 @@
 """CTC decoding: greedy (best path) and prefix beam search.
 
-For frame posteriors :math:`p_t(c)` over labels plus a blank, CTC assigns a label sequence :math:`y` the
-probability :math:`P(y) = \\sum_{\\pi \\in \\mathcal{B}^{-1}(y)} \\prod_t p_t(\\pi_t)`, where
-:math:`\\mathcal{B}`
+For frame posteriors $p_t(c)$ over labels plus a blank, CTC assigns a label sequence $y$ the
+probability $P(y) = \\sum_{\\pi \\in \\mathcal{B}^{-1}(y)} \\prod_t p_t(\\pi_t)$, where
+$\\mathcal{B}$
 merges repeats and then drops blanks (Graves et al., 2006).
 
-* :func:`ctc_greedy` — :math:`\\mathcal{B}(\\arg\\max_c p_t(c))`, the best *path*;
-* :func:`ctc_prefix_beam_search` — keeps the ``beam_size`` most probable *prefixes*, each with the
+* `ctc_greedy()` — $\\mathcal{B}(\\arg\\max_c p_t(c))$, the best *path*;
+* `ctc_prefix_beam_search()` — keeps the ``beam_size`` most probable *prefixes*, each with the
   probability of ending in a blank and in a non-blank (Hannun et al., 2014); with an unbounded beam it
-  returns the exact :math:`P(y)` of every label sequence.
+  returns the exact $P(y)$ of every label sequence.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _check(log_probs: Tensor, lengths: Tensor | None) -> Tensor:
 
 
 def collapse(path: list[int], blank: int = 0) -> list[int]:
-    """:math:`\\mathcal{B}`: merge repeated labels, then drop blanks."""
+    """$\\mathcal{B}$: merge repeated labels, then drop blanks."""
     out: list[int] = []
     prev = None
     for c in path:

@@ -1,15 +1,16 @@
 """Recognition and translation metrics: WER, CER (Levenshtein, with jiwer), BLEU and chrF (sacrebleu).
 
-* :func:`wer` — corpus word error rate :math:`\\sum_i d(r_i, h_i) / \\sum_i |r_i|` where :math:`d` is the
+* `wer()` — corpus word error rate $\\sum_i d(r_i, h_i) / \\sum_i |r_i|$ where $d$ is the
   Levenshtein distance (substitutions + deletions + insertions) between word sequences and
-  :math:`|r_i|` the number of reference words; a fraction (0.25 = 25 %), can exceed 1.
-* :func:`cer` — the same over characters (spaces included).
-* :func:`bleu` — corpus BLEU (Papineni et al., 2002) with sacrebleu's defaults (4-grams, brevity penalty,
+  $|r_i|$ the number of reference words; a fraction (0.25 = 25 %), can exceed 1.
+* `cer()` — the same over characters (spaces included).
+* `bleu()` — corpus BLEU (Papineni et al., 2002) with sacrebleu's defaults (4-grams, brevity penalty,
   13a tokenisation), on the 0–100 scale.
-* :func:`chrf` — chrF (Popović, 2015), character n-gram F-score with β = 2, on the 0–100 scale.
+* `chrf()` — chrF (Popović, 2015), character n-gram F-score with β = 2, on the 0–100 scale.
 
 Inputs are one string or a sequence of strings (references and hypotheses aligned one to one); no
-normalisation is applied here (use :func:`zoo.data.normalize` on both sides first if needed). Words are
+normalisation is applied here (use [`zoo.data.normalize()`][zoo.data.normalize] on both sides first if
+needed). Words are
 ``str.split()`` tokens; characters are every character, spaces included, with no stripping. The
 distances are jiwer's (RapidFuzz's C++ Levenshtein) with transforms that do exactly this tokenisation,
 rather than jiwer's default ones (which strip and collapse spaces); empty references are allowed as long

@@ -1,12 +1,13 @@
 """``python -m zoo.train MODEL``: supervised training of a zoo ASR model on the generated corpus.
 
 ``python -m zoo.train MODEL --preset tiny|small [--steps N] [--minutes M] [--out DIR] [--resume [auto]]``
-trains ``MODEL`` (one of :data:`zoo.models.MODEL_NAMES`) with the zoo's one loop
-(:class:`zoo.training.Trainer`) and the supervised recipe (:mod:`zoo.recipes.supervised`): a progress bar,
+trains ``MODEL`` (one of [`zoo.models.MODEL_NAMES`][zoo.models.MODEL_NAMES]) with the zoo's one loop
+([`zoo.training.Trainer`][zoo.training.Trainer]) and the supervised recipe
+([`zoo.recipes.supervised`][zoo.recipes.supervised]): a progress bar,
 periodic dev WER, ``log.jsonl`` (and TensorBoard events when ``tensorboard`` is installed), checkpoints
 that resume exactly, ``model.pt`` for ``python -m zoo.transcribe OUT audio.wav``, and a final report
 (``report.json``; ``report.md`` with the curves, test WER/CER on held-out voices and the real-time factor).
-Every option's default comes from the typed preset :func:`run_preset` of the model and preset, and
+Every option's default comes from the typed preset `run_preset()` of the model and preset, and
 ``--help`` shows it.
 """
 
@@ -22,18 +23,15 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
 
 from zoo.data import (
     PRESETS as CORPUS_PRESETS,
 )
 from zoo.data import (
-    LogMel,
     SpeechDataset,
     build_corpus,
     collate,
     corpus_tokenizer,
-    utterance_cmvn,
 )
 from zoo.models import MODEL_NAMES, build_model, model_presets
 from zoo.recipes.supervised import SupervisedConfig, SupervisedStep, supervised_state
@@ -64,7 +62,7 @@ ENGLISH_CORPORA = ("en-quick", "en")
 
 @dataclass
 class ASRData:
-    """Datasets and tokenizer of one corpus (features cached in memory)."""
+    """Datasets and tokenizer of one corpus (features cached in memory, computed as ``features`` says)."""
 
     root: Path
     tokenizer: Any
@@ -72,20 +70,7 @@ class ASRData:
     dev: Any
     test: Any
     collate: Callable[[list[Any]], Batch]
-
-
-class NormalisedLogMel(nn.Module):
-    """Log-mel features followed by per-utterance CMVN (keeps ``LogMel.num_frames`` for bucketing)."""
-
-    def __init__(self, n_mels: int) -> None:
-        super().__init__()
-        self.mel = LogMel(n_mels=n_mels)
-
-    def num_frames(self, num_samples: int) -> int:
-        return int(self.mel.num_frames(num_samples))
-
-    def forward(self, wav: Tensor) -> Tensor:
-        return utterance_cmvn(self.mel(wav))
+    features: FeatureSpec = field(default_factory=FeatureSpec)
 
 
 def load_data(
@@ -103,7 +88,8 @@ def load_data(
     """Build (or reuse) the corpus and return train / dev / test datasets with cached log-mel features.
 
     With ``cmvn=True`` (default) every utterance's log-mels are mean- and variance-normalised over time
-    (:func:`zoo.data.utterance_cmvn`): the voices and channels of the corpus shift the raw log-mel levels
+    ([`zoo.data.utterance_cmvn()`][zoo.data.utterance_cmvn]): the voices and channels of the corpus shift the
+    raw log-mel levels
     per bin, and without this normalisation the models learn several times more slowly.
     Test utterances are spoken by voices held out from training (``zoo.data`` splits by voice).
     """
@@ -111,12 +97,13 @@ def load_data(
         raise ValueError(f"corpus must be one of {sorted(CORPUS_PRESETS)}, got {corpus!r}")
     root = build_corpus(CORPUS_PRESETS[corpus], seed=seed, progress=progress)
     tok = corpus_tokenizer(root, tokenizer, vocab_size=vocab_size)
-    feats: Any = NormalisedLogMel(n_mels) if cmvn else LogMel(n_mels=n_mels)
+    spec = FeatureSpec(n_mels=n_mels, cmvn=cmvn)  # the very features zoo.transcribe computes
+    feats = spec.build()
     langs = list(languages) if languages else None
     train = SpeechDataset(root, list(train_splits), tok, feats, languages=langs).precompute(progress)
     dev = SpeechDataset(root, "dev", tok, feats, languages=langs).precompute(progress)
     test = SpeechDataset(root, "test", tok, feats, languages=langs).precompute(progress)
-    return ASRData(root, tok, train, dev, test, collate)
+    return ASRData(root, tok, train, dev, test, collate, spec)
 
 
 @dataclass(frozen=True)
@@ -131,7 +118,8 @@ class RunConfig:
         eval_every: steps between dev evaluations (0: none).
         eval_utterances: dev utterances per evaluation.
         checkpoint_every: steps between checkpoints (0: only at the end).
-        train: the optimisation settings (:class:`zoo.recipes.supervised.SupervisedConfig`).
+        train: the optimisation settings
+            ([`zoo.recipes.supervised.SupervisedConfig`][zoo.recipes.supervised.SupervisedConfig]).
     """
 
     corpus: str = "en-quick"
@@ -166,7 +154,7 @@ def run_preset(model: str, preset: str = "tiny") -> RunConfig:
 
 
 def parser(model: str = "conformer", preset: str = "tiny") -> argparse.ArgumentParser:
-    """The command line, with the defaults of :func:`run_preset` ``(model, preset)``."""
+    """The command line, with the defaults of `run_preset()` ``(model, preset)``."""
     cfg = run_preset(model, preset)
     ap = argparse.ArgumentParser(
         prog="python -m zoo.train",
@@ -284,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not is_main_process():
         return {}
     # the trained model with its tokenizer and features, for python -m zoo.transcribe OUT audio.wav
-    save_recognizer(out / "model.pt", args.model, model, data.tokenizer, FeatureSpec(n_mels=80, cmvn=True))
+    save_recognizer(out / "model.pt", args.model, model, data.tokenizer, data.features)
     res = evaluate(model, data.test, data.tokenizer, data.collate)
     report = {
         "model": args.model,

@@ -2,19 +2,20 @@
 
 ``python -m zoo.transcribe RUN_DIR_OR_CHECKPOINT audio.wav [more.flac ...] [--jsonl] [--output FILE]``
 prints one transcript per file (``path<TAB>text``), or one JSON object per line with ``--jsonl``/``--output``.
-From Python, :func:`transcribe` does the same and returns the rows as dicts.
+From Python, `transcribe()` does the same and returns the rows as dicts.
 
 Any zoo ASR model works (``conformer``, ``conformer-plain``, ``sar``, ``sar-ctc``, ``dota``). A file is read
 with libsndfile (WAV, FLAC, OGG, ... at any sample rate, any number of channels), downmixed to mono,
-resampled to the model's rate (:func:`zoo.data.read_audio`), turned into the features the model was trained
+resampled to the model's rate ([`zoo.data.read_audio()`][zoo.data.read_audio]), turned into the features the
+model was trained
 on (log-mel, per-utterance CMVN) and decoded with the model's own ``transcribe`` (greedy by default).
 
 The model, its configuration, its tokenizer and its features travel in the checkpoint under the key
-``"inference"`` (:func:`inference_spec`), so a checkpoint file is all a user needs:
+``"inference"`` (`inference_spec()`), so a checkpoint file is all a user needs:
 
-* :func:`inference_spec` — that description, for a trainer to store beside ``"model"`` (the state dict);
-* :func:`save_recognizer` — write a self-contained checkpoint ``{"model": ..., "inference": ...}``;
-* :func:`load_recognizer` — a :class:`Recognizer` from a checkpoint file or a run folder (``model.pt``,
+* `inference_spec()` — that description, for a trainer to store beside ``"model"`` (the state dict);
+* `save_recognizer()` — write a self-contained checkpoint ``{"model": ..., "inference": ...}``;
+* `load_recognizer()` — a `Recognizer` from a checkpoint file or a run folder (``model.pt``,
   which ``python -m zoo.train`` writes at the end, else ``checkpoint.pt``). A training checkpoint
   (``zoo.training`` format, e.g. of a run still in progress) names its model, preset, corpus and tokenizer
   kind; it loads when that corpus is in the corpus cache, whose tokenizer it then uses.
@@ -46,17 +47,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.checks import check_int, check_real
+from zoo.checks import check_real
 from zoo.data import (
     AudioError,
     CharTokenizer,
-    LogMel,
+    Features,
+    FeatureSpec,
     SentencePieceTokenizer,
     default_dir,
     read_audio,
-    utterance_cmvn,
 )
 from zoo.models import DOTA, MODEL_NAMES, SAR, ConformerCTC, build_model
+from zoo.training import CheckpointError
 
 __all__ = [
     "INFERENCE_KEY",
@@ -85,52 +87,6 @@ _MODEL_CLASSES: dict[str, type[nn.Module]] = {
     "dota": DOTA,
 }
 _MIN_SECONDS = 0.025  # one 25 ms analysis window
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or run folder is missing, damaged, or holds another model than expected."""
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """The features a model was trained on: log-mel (:class:`zoo.data.LogMel`, 25 ms windows every 10 ms)
-    with ``n_mels`` bands at ``sample_rate`` Hz, then per-utterance mean/variance normalisation over time
-    when ``cmvn`` (:func:`zoo.data.utterance_cmvn`), as the zoo's training recipes compute them."""
-
-    sample_rate: int = 16000
-    n_mels: int = 80
-    cmvn: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("sample_rate", "n_mels"):
-            check_int(getattr(self, name), f"FeatureSpec.{name}", low=1)
-        if not isinstance(self.cmvn, bool):
-            raise TypeError(f"FeatureSpec.cmvn must be a bool, got {type(self.cmvn).__name__}")
-
-    def build(self) -> Features:
-        """The feature module: waveform ``(N,)`` → ``(T, n_mels)``, with ``num_frames`` for bucketing."""
-        return Features(self)
-
-
-class Features(nn.Module):
-    """:class:`FeatureSpec` as a module: log-mel, then per-utterance CMVN when ``spec.cmvn``. A training
-    recipe that computes its features with it computes exactly what :func:`transcribe` computes."""
-
-    def __init__(self, spec: FeatureSpec) -> None:
-        super().__init__()
-        self.spec = spec
-        self.mel = LogMel(sample_rate=spec.sample_rate, n_mels=spec.n_mels)
-
-    @property
-    def dim(self) -> int:
-        return self.spec.n_mels
-
-    def num_frames(self, num_samples: int) -> int:
-        return int(self.mel.num_frames(num_samples))
-
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        f = self.mel(wav)
-        return utterance_cmvn(f) if self.spec.cmvn else f
 
 
 # -- the model description stored in a checkpoint ------------------------------------------------------
@@ -167,8 +123,8 @@ def _tokenizer_from_state(state: Any, source: Path) -> CharTokenizer | SentenceP
 def inference_spec(
     name: str, model: nn.Module, tokenizer: Any, features: FeatureSpec | None = None
 ) -> dict[str, Any]:
-    """What :func:`load_recognizer` needs besides the weights: the model name (one of
-    :data:`zoo.models.MODEL_NAMES`), its full config, the tokenizer and the :class:`FeatureSpec`.
+    """What `load_recognizer()` needs besides the weights: the model name (one of
+    `zoo.models.MODEL_NAMES`), its full config, the tokenizer and the `FeatureSpec`.
 
     Store it as ``state[INFERENCE_KEY]`` next to ``state["model"] = model.state_dict()``.
     """
@@ -209,7 +165,7 @@ def save_recognizer(
 
 @dataclass
 class Recognizer:
-    """A loaded model with its tokenizer and features; :meth:`transcribe_file` does one file."""
+    """A loaded model with its tokenizer and features; `transcribe_file()` does one file."""
 
     name: str
     model: nn.Module
@@ -243,7 +199,7 @@ class Recognizer:
         (``sample_rate`` and ``channels`` as stored in the file, ``duration`` in seconds).
 
         With ``chunk_seconds``, audio longer than that is cut into pieces of about that length at the
-        quietest 10 ms within a quarter of a piece of each nominal boundary (:func:`split_points`), each
+        quietest 10 ms within a quarter of a piece of each nominal boundary (`split_points()`), each
         piece is transcribed alone and the texts are joined with spaces; the row then has ``"chunks"``:
         the ``[start, end]`` seconds of each piece. The models are trained on utterances of a few seconds.
         """
@@ -278,9 +234,9 @@ class Recognizer:
 
 def split_points(wav: np.ndarray, sample_rate: int, chunk_seconds: float) -> list[int]:
     """Sample indices that cut ``wav`` into pieces of about ``chunk_seconds``: for each nominal boundary
-    :math:`b = k L` the centre of the 10 ms frame of least energy within :math:`b \\pm L/4` (ties: the one
-    nearest to :math:`b`), measured from the previous cut. Pieces are :math:`3L/4` to :math:`5L/4` long,
-    the last up to :math:`1.5 L`."""
+    $b = k L$ the centre of the 10 ms frame of least energy within $b \\pm L/4$ (ties: the one
+    nearest to $b$), measured from the previous cut. Pieces are $3L/4$ to $5L/4$ long,
+    the last up to $1.5 L$."""
     length = round(check_real(chunk_seconds, "chunk_seconds", low=1.0) * sample_rate)
     frame = max(1, sample_rate // 100)
     x = np.asarray(wav, dtype=np.float64)
@@ -404,7 +360,7 @@ def _spec_from_run(ckpt: Path, meta: dict[str, Any] | None) -> dict[str, Any]:
 def load_recognizer(
     checkpoint: str | Path, *, expect_model: str | None = None, device: str | torch.device = "cpu"
 ) -> Recognizer:
-    """A :class:`Recognizer` from a checkpoint file or a run folder (see the module docstring).
+    """A `Recognizer` from a checkpoint file or a run folder (see the module docstring).
 
     Args:
         checkpoint: a file with ``"model"`` and ``"inference"`` entries, or a folder holding one of
@@ -471,21 +427,22 @@ def transcribe(
     chunk_seconds: float | None = None,
     **decode: Any,
 ) -> list[dict[str, Any]]:
-    """Transcribe audio files; one dict per file (see :meth:`Recognizer.transcribe_file`).
+    """Transcribe audio files; one dict per file (see `Recognizer.transcribe_file()`).
 
     Args:
-        checkpoint: a checkpoint file, a run folder, or a loaded :class:`Recognizer`.
+        checkpoint: a checkpoint file, a run folder, or a loaded `Recognizer`.
         paths: audio files (WAV, FLAC, OGG, ...; any rate; mono or multichannel).
         errors: ``"raise"`` (default) stops at the first unreadable file; ``"record"`` puts
             ``{"path", "error"}`` in its row and goes on.
-        device, expect_model: as in :func:`load_recognizer`.
+        device: as in `load_recognizer()`.
+        expect_model: as in `load_recognizer()`.
         chunk_seconds: cut long files into pieces of about this many seconds at pauses
-            (see :meth:`Recognizer.transcribe_file`); ``None`` (default) decodes each file whole.
+            (see `Recognizer.transcribe_file()`); ``None`` (default) decodes each file whole.
         decode: passed to the model's ``transcribe`` (e.g. ``beam_size=4``).
 
     Raises:
         AudioError: naming the file (missing, not audio, empty, too short) when ``errors="raise"``.
-        CheckpointError: see :func:`load_recognizer`.
+        CheckpointError: see `load_recognizer()`.
     """
     if errors not in ("raise", "record"):
         raise ValueError(f"errors must be 'raise' or 'record'; got {errors!r}")

@@ -1,6 +1,6 @@
 """Claim modules: each ``benchmarks/claims/<topic>.py`` registers its claims with ``@claim``.
 
-Modules are imported by :func:`load_all`; import peers and heavy dependencies inside claim
+Modules are imported by `load_all()`; import peers and heavy dependencies inside claim
 functions so that listing claims stays cheap.
 """
 

@@ -1,4 +1,4 @@
-"""Former home of the timing helpers; they live in :mod:`benchmarks.timing` (kept importable here)."""
+"""Former home of the timing helpers; they live in `benchmarks.timing` (kept importable here)."""
 
 from benchmarks.timing import SavedTensorMeter, Timings, interleave, interleaved_medians, time_once
 

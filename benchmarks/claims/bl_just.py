@@ -1,4 +1,4 @@
-"""Claims of issue 7: the BL-JUST recipe (arXiv 2401.06980, 2412.08548) on the generated speech corpus.
+"""Claims of the BL-JUST recipe (arXiv 2401.06980, 2412.08548) on the generated speech corpus.
 
 All three claims share the same trained runs (cached per process): BL-JUST, PT+FT and supervised-only at
 equal compute (gradient evaluations, see ``zoo.recipes.bl_just``), plus three BL-JUST ablations.
@@ -106,7 +106,6 @@ _SATURATION = (
 @claim(
     "bl_just.wer",
     title="BL-JUST vs PT+FT vs supervised-only at equal compute",
-    issue=7,
     statement="At equal compute (gradient evaluations), BL-JUST's test WER is no worse than PT+FT's and "
     "supervised-only's at every labelled share (the papers report BL-JUST wins; we report what we measure).",
 )
@@ -175,7 +174,6 @@ def wer(ctx: Context) -> Outcome:
 @claim(
     "bl_just.matched_optima",
     title="Both losses decrease together during joint training",
-    issue=7,
     statement="During BL-JUST's penalty-based joint phase the supervised loss f and the unsupervised loss g "
     'decrease together ("matched local optima"): both end the phase lower than they start it, and the '
     "final g "
@@ -226,7 +224,6 @@ def matched_optima(ctx: Context) -> Outcome:
 @claim(
     "bl_just.ablations",
     title="BL-JUST ablations: exploration, final fine-tuning, growing γ",
-    issue=7,
     statement="Removing the self-supervised exploration, removing the final fine-tuning, or using a constant "
     "γ = γ_max instead of the linear ramp each gives a test WER no better than the full recipe at equal "
     "compute "

@@ -1,6 +1,6 @@
 """Claims for bilevel.Equilibrium: the reductions of §4.3 and the adaptivity toy (C19).
 
-Each claim is measure → verdict → figure (see :mod:`benchmarks.harness`).
+Each claim is measure → verdict → figure (see `benchmarks.harness`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""Claims for :class:`bilevel.PenaltyBGD`: penalty path, forgetting, the Shen & Chen toy, step-size
+"""Claims for [`bilevel.PenaltyBGD`][bilevel.PenaltyBGD]: penalty path, forgetting, the Shen & Chen toy,
+step-size
 coupling, the value function's x-dependence, data hyper-cleaning, overhead and a peer (BOAT).
 
-Each claim is measure → verdict → figure (see :mod:`benchmarks.harness`); the problems C1 and C5 are
-:func:`benchmarks.problems.c1` and :class:`benchmarks.problems.LinearQuadratic`.
+Each claim is measure → verdict → figure (see `benchmarks.harness`); the problems C1 and C5 are
+`benchmarks.problems.c1()` and `benchmarks.problems.LinearQuadratic`.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def path_figure(d: dict[str, Any]) -> dict[str, Any]:
 claim(
     "penalty.path",
     title="Penalty path: PenaltyBGD reaches θ_γ, and θ_γ → θ* as O(1/γ) with g = O(γ⁻²)",
-    issue=2,
+    paper="Shen & Chen, ICML 2023",
     statement="""On θ ∈ R² with g = (θ1+θ2−1)², f = (θ1−2)² + θ2², gradient descent through PenaltyBGD
     (α = 1/(2+4γ), v = 0) reaches the closed-form minimiser θ_γ = (2 − γ/(1+2γ), −γ/(1+2γ)) of f + γg to
     1e-8 for every γ in the sweep (γ ∈ {1, 10, 100} and more), g(θ_γ)·(1+2γ)² = 1 to 1e-6, and
@@ -199,7 +200,7 @@ def forgetting_figure(d: dict[str, Any]) -> dict[str, Any]:
 claim(
     "penalty.forgetting",
     title="Pre-train then fine-tune forgets the lower problem; PenaltyBGD with a γ ramp does not",
-    issue=2,
+    paper="Shen & Chen, ICML 2023",
     statement="""On claim penalty.path's problem, pre-training on g then fine-tuning on f ends at argmin f
     = (2, 0) where g = 1 (|g − 1| ≤ 1e-3), whereas PenaltyBGD with γ ramped linearly from 0 to 100 ends with
     g < 1e-2 and |f − 0.5| ≤ 0.01 (f* = 0.5 is the bilevel optimum).""",
@@ -300,7 +301,7 @@ def toy_figure(d: dict[str, Any]) -> dict[str, Any]:
 claim(
     "penalty.toy",
     title="Shen & Chen toy: final iterates lie on S(x) = {y = −x}, at local minimisers of f(x, −x)",
-    issue=2,
+    paper="Shen & Chen, ICML 2023",
     statement="""V-PBGD toy (official toy.py): g = (x+y)² + x·sin²(x+y), f = cos(4y+2)/(1+e^{2−4x}) +
     ½ln((4x−2)²+1), x ∈ [0, 3] by projection, γ = 10, α = 0.1·min(1, 1/γ) = 0.01. From random starts
     (x0 ~ U[0, 3.5] clipped, y0 ~ U[−5, 8.5]) every final iterate has |x + y| ≤ 0.05 (= O(1/γ)) and x within
@@ -381,7 +382,7 @@ def coupling_figure(d: dict[str, Any]) -> dict[str, Any]:
 claim(
     "penalty.step_coupling",
     title="Step-size coupling: a fixed step diverges once α > 2/L_γ; α·min(1, 1/γ) stays stable",
-    issue=2,
+    paper="Shen & Chen, ICML 2023",
     statement="""On claim penalty.path's problem (L_γ = 2 + 4γ) with α = 0.1 and γ ∈ {1, 10, 100, 1000},
     PenaltyBGD without step scaling diverges exactly for the γ with α > 2/L_γ (γ ≥ 10), while with the
     official scaling α·min(1, 1/γ) every run is stable: its distance to θ_γ never grows.""",
@@ -486,7 +487,7 @@ def value_function_figure(d: dict[str, Any]) -> dict[str, Any]:
 claim(
     "penalty.value_function",
     title="When v depends on x, PenaltyBGD with inner steps finds the bilevel solution; f + γg does not",
-    issue=2,
+    paper="Shen & Chen, ICML 2023",
     statement="""g = ½‖y − Ax‖² + ½c‖x‖², f = ½‖y − b‖² + ½λ‖x‖² (c = 1, λ = 0.5; y*(x) = Ax, so
     x* = (AᵀA + λI)⁻¹Aᵀb, and v(x) = ½c‖x‖²). PenaltyBGD with inner_steps=1 (γ ramped to 100) converges to
     the penalty solution (AᵀA + λ(1+1/γ)I)⁻¹Aᵀb to 1e-6 relative, which is within 1e-2 of x* (O(1/γ));
@@ -524,9 +525,116 @@ def _digits(seed: int, noise: float, n_train: int = 900, n_val: int = 300):
 
 @dataclass(frozen=True)
 class CleaningBudget(Budget):
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = (0, 1, 2)
     steps: int = 500
     ramp: int = 200
+    n_dev: int = 100  # carved from the 300 clean validation samples, for choosing every arm's settings
+
+
+_CLEAN_MU = 1e-3
+# every arm gets a grid of six settings (the same tuning budget), chosen by dev accuracy
+_CLEANING_GRIDS: dict[str, list[dict[str, float]]] = {
+    "PenaltyBGD": [{"lr": lr, "gamma": gm} for lr in (0.5, 1.0) for gm in (0.3, 1.0, 3.0)],
+    "noisy": [{"lr": lr, "mu": mu} for lr in (0.1, 0.5, 1.0) for mu in (1e-3, 1e-2)],
+    "validation_only": [{"lr": lr, "mu": mu} for lr in (0.1, 0.5, 1.0) for mu in (1e-3, 1e-2)],
+    "noisy+validation": [{"lr": lr, "mu": mu} for lr in (0.1, 0.5, 1.0) for mu in (1e-3, 1e-2)],
+    "small_loss": [{"lr": lr, "keep": kp} for lr in (0.5, 1.0) for kp in (0.5, 0.6, 0.7)],
+    "clean_part_only": [{"lr": lr, "mu": mu} for lr in (0.1, 0.5, 1.0) for mu in (1e-3, 1e-2)],
+}
+_CLEANING_BASELINES = ("noisy", "validation_only", "noisy+validation", "small_loss")
+
+
+def _sgd_classifier(
+    X: torch.Tensor, Y: torch.Tensor, *, lr: float, mu: float, steps: int, keep_noisy=None
+) -> torch.Tensor:
+    """Full-batch SGD on CE + μ/2‖W‖²; ``keep_noisy(t, per_sample_loss) -> mask`` selects samples."""
+    ce = torch.nn.functional.cross_entropy
+    W = torch.zeros(X.shape[1], 10, requires_grad=True)
+    opt = torch.optim.SGD([W], lr=lr)
+    for t in range(steps):
+        opt.zero_grad()
+        if keep_noisy is None:
+            loss = ce(X @ W, Y)
+        else:
+            per = ce(X @ W, Y, reduction="none")
+            loss = per[keep_noisy(t, per.detach())].mean()
+        (loss + mu / 2 * W.pow(2).sum()).backward()
+        opt.step()
+    return W.detach()
+
+
+def _small_loss_mask(per: torch.Tensor, n_noisy: int, frac: float) -> torch.Tensor:
+    """Keep the ``frac`` smallest-loss of the first ``n_noisy`` samples and every sample after them."""
+    k = max(1, round(frac * n_noisy))
+    mask = torch.ones(len(per), dtype=torch.bool)
+    mask[:n_noisy] = False
+    mask[torch.topk(per[:n_noisy], k, largest=False).indices] = True
+    return mask
+
+
+def _train_cleaning_arm(arm: str, cfg: dict[str, float], data, *, steps: int, ramp: int, progress=iter):
+    """Train one arm with one setting on (noisy train, clean validation); returns (W, sample weights)."""
+    Xtr, Ytr, Xv, Yv, corrupt = data
+    n = len(Xtr)
+    ce = torch.nn.functional.cross_entropy
+    if arm == "PenaltyBGD":
+        w = torch.zeros(n, requires_grad=True)
+        W = torch.zeros(Xtr.shape[1], 10, requires_grad=True)
+
+        def f() -> torch.Tensor:
+            return ce(Xv @ W, Yv)
+
+        def g() -> torch.Tensor:
+            return (torch.sigmoid(w) * ce(Xtr @ W, Ytr, reduction="none")).mean() + _CLEAN_MU / 2 * W.pow(
+                2
+            ).sum()
+
+        opt = bilevel.PenaltyBGD(
+            [{"params": [w], "lr": 100.0}],  # per-sample gradients carry a 1/n factor
+            [W],
+            lr=cfg["lr"],
+            gamma=bilevel.LinearRamp(0.0, cfg["gamma"], ramp),
+            inner_steps=1,
+            inner_lr=0.5,
+        )
+        for _ in progress(range(steps)):
+            opt.step(upper_loss=f, lower_loss=g)
+        return W.detach(), torch.sigmoid(w.detach())
+    if arm == "noisy":
+        return _sgd_classifier(Xtr, Ytr, lr=cfg["lr"], mu=cfg["mu"], steps=steps), None
+    if arm == "clean_part_only":
+        return _sgd_classifier(Xtr[~corrupt], Ytr[~corrupt], lr=cfg["lr"], mu=cfg["mu"], steps=steps), None
+    if arm == "validation_only":
+        return _sgd_classifier(Xv, Yv, lr=cfg["lr"], mu=cfg["mu"], steps=steps), None
+    X, Y = torch.cat([Xtr, Xv]), torch.cat([Ytr, Yv])
+    if arm == "noisy+validation":
+        return _sgd_classifier(X, Y, lr=cfg["lr"], mu=cfg["mu"], steps=steps), None
+    if arm == "small_loss":
+        # co-teaching-style small-loss selection (one network): the kept fraction of the noisy samples
+        # falls linearly from 1 to `keep` over the ramp; validation samples are always kept
+        keep = cfg["keep"]
+
+        def select(t: int, per: torch.Tensor) -> torch.Tensor:
+            return _small_loss_mask(per, n, 1 - (1 - keep) * min(t / ramp, 1.0))
+
+        return _sgd_classifier(X, Y, lr=cfg["lr"], mu=_CLEAN_MU, steps=steps, keep_noisy=select), None
+    raise ValueError(f"unknown arm {arm!r}")
+
+
+def _acc(W: torch.Tensor, X: torch.Tensor, Y: torch.Tensor) -> float:
+    return float(((X @ W).argmax(1) == Y).float().mean())
+
+
+def _paired_t(diffs: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of per-seed differences and its two-sided Student-t interval."""
+    from scipy.stats import t as student_t
+
+    n = len(diffs)
+    m = statistics.fmean(diffs)
+    if n < 2:
+        return m, -math.inf, math.inf
+    half = float(student_t.ppf(0.5 + level / 2, n - 1)) * statistics.stdev(diffs) / math.sqrt(n)
+    return m, m - half, m + half
 
 
 def cleaning_measure(b: CleaningBudget) -> dict[str, Any]:
@@ -534,63 +642,83 @@ def cleaning_measure(b: CleaningBudget) -> dict[str, Any]:
 
     steps, ramp = b.steps, b.ramp
     ce = torch.nn.functional.cross_entropy
-    mu = 1e-3
-    rows = []
+    rows, search = [], {}
     last = None
     for seed in b.seeds:
         Xtr, Ytr, Xva, Yva, Xte, Yte, corrupt = _digits(b.seed + seed, 0.4)
-        n = len(Xtr)
-        w = torch.zeros(n, requires_grad=True)
-        W = torch.zeros(Xtr.shape[1], 10, requires_grad=True)
-
-        def f(W=W, Xva=Xva, Yva=Yva) -> torch.Tensor:
-            return ce(Xva @ W, Yva)
-
-        def g(w=w, W=W, Xtr=Xtr, Ytr=Ytr) -> torch.Tensor:
-            return (torch.sigmoid(w) * ce(Xtr @ W, Ytr, reduction="none")).mean() + mu / 2 * W.pow(2).sum()
-
-        opt = bilevel.PenaltyBGD(
-            [{"params": [w], "lr": 100.0}],  # per-sample gradients carry a 1/n factor
-            [W],
-            lr=0.5,
-            gamma=bilevel.LinearRamp(0.0, 1.0, ramp),
-            inner_steps=1,
-            inner_lr=0.5,
-        )
-        for _ in b.progress(range(steps), f"seed {seed}"):
-            opt.step(upper_loss=f, lower_loss=g)
-        acc = float(((Xte @ W).argmax(1) == Yte).float().mean())
-        auc = float(roc_auc_score((~corrupt).numpy(), w.detach().numpy()))
-        # baselines: the same classifier on the noisy set (uniform weights), and on the clean part only
-        accs = {}
-        for name, mask in (("noisy", torch.ones(n, dtype=torch.bool)), ("clean_only", ~corrupt)):
-            Wb = torch.zeros_like(W, requires_grad=True)
-            ob = torch.optim.SGD([Wb], lr=0.5)
-            for _ in range(steps):
-                ob.zero_grad()
-                (ce(Xtr[mask] @ Wb, Ytr[mask]) + mu / 2 * Wb.pow(2).sum()).backward()
-                ob.step()
-            accs[name] = float(((Xte @ Wb).argmax(1) == Yte).float().mean())
-        rows.append({"seed": seed, "auc": auc, "acc": acc, **{f"acc_{k}": v for k, v in accs.items()}})
-        last = (torch.sigmoid(w.detach()), corrupt)
+        n_fit = len(Xva) - b.n_dev
+        Xfit, Yfit, Xdev, Ydev = Xva[:n_fit], Yva[:n_fit], Xva[n_fit:], Yva[n_fit:]
+        row: dict[str, Any] = {"seed": seed}
+        search[seed] = {}
+        for arm, grid in b.progress(list(_CLEANING_GRIDS.items()), f"seed {seed}: arms"):
+            # 1. choose the setting on the dev split (the arm trains on the validation samples outside it)
+            tried = []
+            for cfg in grid:
+                W, _ = _train_cleaning_arm(arm, cfg, (Xtr, Ytr, Xfit, Yfit, corrupt), steps=steps, ramp=ramp)
+                tried.append({**cfg, "dev_acc": _acc(W, Xdev, Ydev), "dev_ce": float(ce(Xdev @ W, Ydev))})
+            best = max(tried, key=lambda r: (r["dev_acc"], -r["dev_ce"]))
+            chosen = {k: best[k] for k in grid[0]}
+            search[seed][arm] = {"tried": tried, "chosen": chosen}
+            # 2. retrain with it on all 300 validation samples; the test set is used once, here
+            W, weights = _train_cleaning_arm(
+                arm, chosen, (Xtr, Ytr, Xva, Yva, corrupt), steps=steps, ramp=ramp
+            )
+            row[f"acc_{arm}"] = _acc(W, Xte, Yte)
+            if weights is not None:
+                row["auc"] = float(roc_auc_score((~corrupt).numpy(), weights.numpy()))
+                last = (weights, corrupt)
+        rows.append(row)
     assert last is not None
-    return {"rows": rows, "weights": last[0], "corrupt": last[1], "steps": steps, "ramp": ramp}
+    return {
+        "rows": rows,
+        "search": search,
+        "grids": _CLEANING_GRIDS,
+        "weights": last[0],
+        "corrupt": last[1],
+        "steps": steps,
+        "ramp": ramp,
+        "n_dev": b.n_dev,
+        "n_test": len(Yte),
+    }
 
 
 def cleaning_verdict(d: dict[str, Any]) -> Outcome:
     rows, steps, ramp = d["rows"], d["steps"], d["ramp"]
     min_auc = min(r["auc"] for r in rows)
-    min_gain = min(r["acc"] - r["acc_noisy"] for r in rows)
+    mean_acc = {arm: statistics.fmean(r[f"acc_{arm}"] for r in rows) for arm in _CLEANING_GRIDS}
+    paired = {}
+    for arm in _CLEANING_BASELINES:
+        m, lo, hi = _paired_t([r["acc_PenaltyBGD"] - r[f"acc_{arm}"] for r in rows])
+        paired[arm] = {"mean": m, "ci95": [lo, hi]}
+    strongest = max(_CLEANING_BASELINES, key=lambda a: mean_acc[a])
+    st = paired[strongest]
+    beats_all = all(v["ci95"][0] > 0 for v in paired.values())
     return Outcome(
-        holds=min_auc >= 0.9 and min_gain >= 0.05,
-        measured=f"AUC ≥ {min_auc:.3f}; test acc. gain over noisy training ≥ {100 * min_gain:.1f} points "
-        f"({rows[0]['acc']:.3f} vs {rows[0]['acc_noisy']:.3f})",
-        tolerance="AUC ≥ 0.9; gain ≥ 5 points",
-        details={"rows": rows},
-        notes=f"{len(rows)} seed(s), {steps} outer steps, γ = LinearRamp(0, 1, {ramp}) (the official code "
-        "ramps to 0.1–0.2 over tens of thousands of steps), upper lr 100 (the x-gradient of a mean over n "
-        "samples scales as 1/n), lower lr 0.5, inner_lr 0.5, μ = 1e-3. Baselines train the same classifier "
-        "for the same number of full-batch SGD steps (lr 0.5). 'clean part only' is an oracle, for scale.",
+        holds=min_auc >= 0.9 and beats_all,
+        measured=f"AUC ≥ {min_auc:.3f}; test accuracy {100 * mean_acc['PenaltyBGD']:.1f}% vs strongest "
+        f"baseline {strongest} {100 * mean_acc[strongest]:.1f}%: paired gain {100 * st['mean']:+.1f} points, "
+        f"95% interval [{100 * st['ci95'][0]:+.1f}, {100 * st['ci95'][1]:+.1f}] ({len(rows)} seeds); "
+        f"{'reaches' if st['mean'] >= 0.05 else 'below'} the earlier 5-point target",
+        tolerance="AUC ≥ 0.9; paired 95% interval of the gain above 0 against every baseline",
+        details={
+            "rows": rows,
+            "mean_test_acc": mean_acc,
+            "paired_gain_vs": paired,
+            "strongest_baseline": strongest,
+            "grids": d["grids"],
+            "search": d["search"],
+        },
+        notes=f"{len(rows)} seeds (data split, corruption), {steps} full-batch steps for every arm, "
+        f"γ = LinearRamp(0, γ_max, {ramp}), upper lr 100 (the x-gradient of a mean over n samples scales "
+        "as 1/n), inner_lr 0.5, μ = 1e-3. Every arm picks its setting from a grid of six (PenaltyBGD: lr × "
+        "γ_max; SGD baselines: lr × μ; small-loss: lr × kept fraction) by accuracy on a dev split of "
+        f"{d['n_dev']} of the 300 clean validation samples, training on the other "
+        f"{300 - d['n_dev']}; the chosen setting is then retrained on all 300 and scored once on the "
+        f"{d['n_test']} test samples. Baselines: the noisy set; the validation set only; noisy + validation; "
+        "small-loss selection (co-teaching with one network: keep the smallest-loss fraction of the noisy "
+        "samples, falling linearly from 1 to the kept fraction over the ramp, plus all validation samples). "
+        "'clean_part_only' is an oracle that knows which labels are corrupted, for scale. Interval: mean ± "
+        "t·sd/√n of the per-seed differences.",
     )
 
 
@@ -601,29 +729,38 @@ def cleaning_figure(d: dict[str, Any]) -> dict[str, Any]:
     a0.hist(sw[cor].numpy(), bins=30, alpha=0.7, label="corrupted labels")
     a0.set(xlabel="learned weight σ(w_i)", ylabel="samples", title=f"AUC {rows[-1]['auc']:.3f}")
     a0.legend(fontsize=8)
-    names = ["noisy set", "PenaltyBGD", "clean part only"]
-    vals = [rows[-1]["acc_noisy"], rows[-1]["acc"], rows[-1]["acc_clean_only"]]
-    a1.bar(names, vals, color=["C3", "C0", "C2"])
+    names = [*_CLEANING_BASELINES, "PenaltyBGD", "clean_part_only"]
+    vals = [statistics.fmean(r[f"acc_{k}"] for r in rows) for k in names]
+    a1.bar(range(len(names)), vals, color=["C3"] * len(_CLEANING_BASELINES) + ["C0", "C2"])
+    a1.set_xticks(range(len(names)), [k.replace("+", "+\n").replace("_", " ") for k in names], fontsize=7)
     for i, v in enumerate(vals):
         a1.text(i, v + 0.005, f"{v:.3f}", ha="center", fontsize=8)
-    a1.set(ylim=(min(vals) - 0.1, 1.0), ylabel="test accuracy", title="linear classifier on digits")
+    a1.set(
+        ylim=(min(vals) - 0.1, 1.0),
+        ylabel=f"test accuracy (mean of {len(rows)} seeds)",
+        title="linear classifier on digits",
+    )
     return {"hyper_cleaning": fig}
 
 
 claim(
     "penalty.hyper_cleaning",
-    title="Data hyper-cleaning on digits: learned sample weights separate corrupted labels",
-    issue=2,
+    title="Data hyper-cleaning on digits: learned sample weights separate corrupted labels and beat tuned "
+    "baselines",
+    paper="Shen & Chen, ICML 2023",
     statement="""scikit-learn digits, 900 training samples with 40% of labels replaced by a random other
     class, 300 clean validation samples. Upper: per-sample weight logits w; lower: a linear classifier trained
     on Σσ(w_i)·CE_i / n + μ/2‖W‖²; upper loss: validation CE. PenaltyBGD (V-PBGD, inner_steps=1) learns
-    weights whose AUC for clean-vs-corrupted is ≥ 0.9, and its classifier's test accuracy beats the same
-    classifier trained on the noisy set by ≥ 5 points.""",
+    weights whose AUC for clean-vs-corrupted is ≥ 0.9, and its classifier's test accuracy beats every
+    baseline that sees the same data (the noisy set; the validation set alone; noisy + validation;
+    small-loss selection), each with the same steps and its settings chosen from a grid of six on a dev
+    split of the validation set: the paired 95% t-interval of the per-seed accuracy gain lies above 0
+    against each, in particular against the strongest.""",
     measure=cleaning_measure,
     verdict=cleaning_verdict,
     figure=cleaning_figure,
     quick=CleaningBudget(),
-    full=CleaningBudget(seeds=(0, 1, 2), steps=3000, ramp=1000),
+    full=CleaningBudget(seeds=tuple(range(10)), steps=3000, ramp=1000),
 )
 
 
@@ -655,7 +792,7 @@ def _overhead_losses(enc, head, dec, w, xl, yl, xu):
 
 @dataclass(frozen=True)
 class OverheadBudget(Budget):
-    rounds: int = 30
+    rounds: int = 60
     steps_per_round: int = 1
 
 
@@ -700,49 +837,106 @@ def overhead_measure(b: OverheadBudget) -> dict[str, Any]:
             loss.backward()
             sgd.step()
 
+        fns = {"ours": ours, "hand": hand}
+        hands = [(params2, "hand")]
+        if inner:
+            # the efficient hand-written loop: ω never requires grad outside its own inner step, so the
+            # penalised objective's single backward builds no graph through the ω copy
+            enc3, head3, dec3, w3 = _overhead_model(b.seed)
+            f3, g3 = _overhead_losses(enc3, head3, dec3, w3, xl, yl, xu)
+            params3 = [w3, *enc3.parameters(), *head3.parameters(), *dec3.parameters()]
+            sgd3 = torch.optim.SGD(params3, lr=lr)
+            enc_e, dec_e = copy.deepcopy(enc3), copy.deepcopy(dec3)
+            omega_e = [*enc_e.parameters(), *dec_e.parameters()]
+            for p in omega_e:
+                p.requires_grad_(False)
+            _, g_e = _overhead_losses(enc_e, head3, dec_e, w3, xl, yl, xu)
+
+            def hand_efficient(sgd3=sgd3, f3=f3, g3=g3, g_e=g_e, omega_e=omega_e) -> None:
+                for p in omega_e:
+                    p.requires_grad_(True)
+                grads = torch.autograd.grad(g_e(), omega_e)
+                for p in omega_e:
+                    p.requires_grad_(False)
+                with torch.no_grad():
+                    torch._foreach_add_(omega_e, grads, alpha=-ilr)
+                loss = c * (f3() + gamma * (g3() - g_e()))
+                sgd3.zero_grad(set_to_none=True)
+                loss.backward()
+                sgd3.step()
+
+            fns["hand_efficient"] = hand_efficient
+            hands.append((params3, "hand_efficient"))
         # correctness gate: the same update from the same start
-        ours()
-        hand()
+        for fn in fns.values():
+            fn()
         ps1 = [w, *lower]
-        gate = max(float((p.detach() - q.detach()).abs().max()) for p, q in zip(ps1, params2))
+        gate = max(
+            float((p.detach() - q.detach()).abs().max()) for params, _ in hands for p, q in zip(ps1, params)
+        )
         gates[f"inner_steps={inner}"] = gate
         # 2 warm-up steps each, then rounds of k steps, the order alternating
         t = interleave(
-            {"ours": ours, "hand": hand},
+            fns,
             repeats=rounds,
             warmup=2,
             calls=k,
             progress=lambda r, inner=inner: b.progress(r, f"inner_steps={inner}"),
         )
+        best = min((name for _, name in hands), key=t.median)  # the fastest hand-written loop
+        ratios = t.paired_ratios("ours", best)
+        lo, hi = _median_interval(ratios)
         results[f"inner_steps={inner}"] = {
-            "median_ratio": t.median_paired_ratio("ours", "hand"),
-            "ratio_of_medians": t.ratio("ours", "hand"),
+            "reference": best,
+            "median_ratio": t.median_paired_ratio("ours", best),
+            "median_ratio_95ci": [lo, hi],
+            "ratio_of_medians": t.ratio("ours", best),
             "ours_ms": 1e3 * t.median("ours"),
-            "hand_ms": 1e3 * t.median("hand"),
-            "ratios": t.paired_ratios("ours", "hand"),
+            "hand_ms": {name: 1e3 * t.median(name) for _, name in hands},
+            "ratios": ratios,
             "params": n_params,
         }
     return {"results": results, "gate_max_abs_diff": gates, "rounds": rounds, "steps_per_round": k}
 
 
+def _median_interval(x: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free interval for the median: order statistics whose binomial(n, ½) coverage is at
+    least ``level`` (the sign-test interval)."""
+    xs = sorted(x)
+    n = len(xs)
+    # largest j with P(Bin(n, ½) < j) ≤ (1 − level)/2: the interval [x_(j), x_(n+1−j)] (1-based)
+    tail, j, cum = (1 - level) / 2, 0, 0.0
+    while j < n // 2:
+        cum_next = cum + math.comb(n, j) / 2**n
+        if cum_next > tail:
+            break
+        cum, j = cum_next, j + 1
+    j = max(j, 1)
+    return xs[j - 1], xs[n - j]
+
+
 def overhead_verdict(d: dict[str, Any]) -> Outcome:
     results, gates = d["results"], d["gate_max_abs_diff"]
-    worst = max(v["median_ratio"] for v in results.values())
+    worst_hi = max(v["median_ratio_95ci"][1] for v in results.values())
     return Outcome(
-        holds=worst <= 1.10 and max(gates.values()) <= 1e-5,
+        holds=worst_hi <= 1.10 and max(gates.values()) <= 1e-5,
         measured="; ".join(
-            f"{name}: {v['median_ratio']:.3f}× ({v['ours_ms']:.1f} vs {v['hand_ms']:.1f} ms)"
+            f"{name}: {v['median_ratio']:.3f}× "
+            f"[{v['median_ratio_95ci'][0]:.3f}, {v['median_ratio_95ci'][1]:.3f}] "
+            f"({v['ours_ms']:.1f} vs {v['hand_ms'][v['reference']]:.1f} ms, against {v['reference']})"
             for name, v in results.items()
         ),
-        tolerance="median ratio ≤ 1.10 (same update: max |Δparam| ≤ 1e-5 after one step)",
+        tolerance="upper end of the 95% interval of the median ratio ≤ 1.10 (same update: max |Δparam| "
+        "≤ 1e-5 after one step)",
         details={"results": results, "gate_max_abs_diff": gates},
         notes=f"{d['rounds']} interleaved rounds (order alternated) of {d['steps_per_round']} step(s) each "
-        "after 2 warm-up steps; ratio per round, median reported (the shared 2-core machine makes single "
-        "rounds vary by ±30%). The hand-written loop is what one writes without the library, in the "
-        "official code's style: one SGD over all parameters, loss.backward() on c·(f + γ(g − g(x, ω))), ω in "
-        "a deepcopy of the lower modules. PenaltyBGD additionally validates the losses and computes the "
-        "gradient-norm statistics; with inner steps it is cheaper because its g(x, ω) graph treats ω as a "
-        "constant, while the copy's parameters in the hand loop require (and get) gradients nobody uses.",
+        "after 2 warm-up steps; ratio per round against the fastest hand-written loop (by median), median "
+        "reported with its distribution-free 95% interval (order statistics, sign test). Hand-written loops: "
+        "one SGD over all parameters and loss.backward() on c·(f + γ(g − g(x, ω))), ω in a deepcopy of the "
+        "lower modules; 'hand' lets the copy's parameters require (and get) gradients in that backward, as "
+        "the official code's style does, 'hand_efficient' switches requires_grad on for ω's inner step "
+        "only, so the penalised objective's backward builds no graph through the copy. PenaltyBGD "
+        "additionally validates the losses and computes the gradient-norm statistics.",
     )
 
 
@@ -754,9 +948,19 @@ def overhead_figure(d: dict[str, Any]) -> dict[str, Any]:
     ax.boxplot([results[name]["ratios"] for name in labels])
     ax.set_xticks(range(1, len(labels) + 1), labels)
     ax.axhline(1.10, color="C3", ls="--", lw=1, label="1.10× bound")
+    for i, name in enumerate(labels, start=1):
+        lo, hi = results[name]["median_ratio_95ci"]
+        ax.plot(
+            [i + 0.3, i + 0.3],
+            [lo, hi],
+            color="C0",
+            lw=3,
+            label="95% interval of the median" if i == 1 else None,
+        )
     ax.axhline(1.0, color="k", ls=":", lw=0.8)
     ax.set(
-        ylabel="time(PenaltyBGD) / time(hand-written)", title=f"{n_params / 1e6:.2f}M parameters, 1 thread"
+        ylabel="time(PenaltyBGD) / time(fastest hand-written)",
+        title=f"{n_params / 1e6:.2f}M parameters, 1 thread",
     )
     ax.legend(fontsize=8)
     return {"overhead": fig}
@@ -764,13 +968,15 @@ def overhead_figure(d: dict[str, Any]) -> dict[str, Any]:
 
 claim(
     "penalty.overhead",
-    title="PenaltyBGD costs at most 1.10× a hand-written loop computing the same update (1.6M parameters)",
-    issue=2,
+    title="PenaltyBGD costs at most 1.10× the fastest hand-written loop computing the same update (1.6M "
+    "parameters)",
+    paper="Shen & Chen, ICML 2023",
     statement="""On an MLP with 1.6M parameters (encoder 256→1024→1024, a classification head for f, a
     reconstruction decoder for g, per-sample weights of the unlabelled batch as the upper variable), one
-    PenaltyBGD step costs at most 1.10× a hand-written PyTorch loop that computes the same update, both for
-    inner_steps=0 (BL-JUST) and inner_steps=1 (V-PBGD, the hand loop keeping ω in a second model copy):
-    median over interleaved repeats of the per-block time ratio, one thread.""",
+    PenaltyBGD step costs at most 1.10× the fastest hand-written PyTorch loop that computes the same update,
+    both for inner_steps=0 (BL-JUST) and inner_steps=1 (V-PBGD; hand loops keep ω in a second model copy,
+    with and without gradients into the copy): the 95% interval of the median per-block time ratio over
+    interleaved repeats lies below 1.10, one thread.""",
     measure=overhead_measure,
     verdict=overhead_verdict,
     figure=overhead_figure,
@@ -1012,7 +1218,7 @@ def vs_boat_figure(d: dict[str, Any]) -> dict[str, Any]:
 claim(
     "penalty.vs_boat",
     title="Side by side with BOAT's PGDO (boat-torch) on claim 5: same iterates, time to the same accuracy",
-    issue=2,
+    paper="Shen & Chen, ICML 2023",
     statement="""On claim penalty.value_function's problem, BOAT's PGDO (penalty "difference", 1 inner step)
     and PenaltyBGD (inner_steps=1) with the same step sizes and γ ramp produce the same iterates (relative
     difference ≤ 1e-6), so they reach ‖x − x*‖/‖x*‖ ≤ 1e-2 at the same step and time to accuracy is step

@@ -1,7 +1,7 @@
 """Soft random sampling: coverage, occupancy, cover time, convergence on digits, the SGD bound against
 measured gradient norms, and the speed of the sampler and of the occupancy law.
 
-Each claim is measure → verdict → figure (see :mod:`benchmarks.harness`).
+Each claim is measure → verdict → figure (see `benchmarks.harness`).
 """
 
 from __future__ import annotations

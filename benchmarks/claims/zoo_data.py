@@ -5,7 +5,7 @@
 * ``zoo_data.throughput`` — the generator renders many times faster than real time (hours of audio per
   second recorded); draws one spectrogram per language with its transcript.
 
-Each claim is measure → verdict → figure (see :mod:`benchmarks.harness`).
+Each claim is measure → verdict → figure (see `benchmarks.harness`).
 """
 
 from __future__ import annotations

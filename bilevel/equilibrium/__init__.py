@@ -1,5 +1,6 @@
 """Equilibrium-constrained multi-source training (PTEC, arXiv 2508.19990): its math in
-[`bilevel.equilibrium.functional`][bilevel.equilibrium.functional], its state in [`bilevel.equilibrium.optimizer`][bilevel.equilibrium.optimizer] (the layout of
+[`bilevel.equilibrium.functional`][bilevel.equilibrium.functional], its state in
+[`bilevel.equilibrium.optimizer`][bilevel.equilibrium.optimizer] (the layout of
 [`bilevel.penalty`][bilevel.penalty])."""
 
 from bilevel.equilibrium.functional import (

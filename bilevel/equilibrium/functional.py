@@ -3,8 +3,10 @@ r"""Functional core of equilibrium-constrained multi-source training (PTEC, arXi
 Problem: $\min_\theta \frac1M\sum_i \ell_i(\phi_i^K(\theta))$ with
 $\phi_i^0 = \theta$, $\phi_i^{k+1} = \phi_i^k - \beta\nabla\ell_i(\phi_i^k)$.
 These functions compute the outer direction; the stateful [`bilevel.Equilibrium`][bilevel.Equilibrium]
-([`bilevel.equilibrium.optimizer`][bilevel.equilibrium.optimizer]) applies it. Gradients and parameter swaps go through the shared
-plumbing of [`bilevel._autograd`][bilevel._autograd], as in [`bilevel.penalty.functional`][bilevel.penalty.functional].
+([`bilevel.equilibrium.optimizer`][bilevel.equilibrium.optimizer]) applies it. Gradients and parameter swaps
+go through the shared
+plumbing of [`bilevel._autograd`][bilevel._autograd], as in
+[`bilevel.penalty.functional`][bilevel.penalty.functional].
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def source_direction(
 
     The closure is called $K+1$ times (one fresh batch per call). Without ``functional`` it
     is evaluated at $\phi$ by backing ``params`` with $\phi$'s storage
-    ([`bilevel._autograd.exchanged()`][bilevel._autograd.exchanged]); the parameters' own values are never written, so they are
+    ([`bilevel._autograd.exchanged()`][bilevel._autograd.exchanged]); the parameters' own values are never
+    written, so they are
     exactly as before on return (also on error). A closure whose loss does not depend on the parameters
     raises a ``ValueError`` (it would otherwise contribute a silent zero direction).
     """

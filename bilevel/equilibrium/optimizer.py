@@ -1,4 +1,5 @@
-"""``Equilibrium``: the stateful optimizer around [`equilibrium_direction()`][bilevel.equilibrium.equilibrium_direction]."""
+"""``Equilibrium``: the stateful optimizer around
+[`equilibrium_direction()`][bilevel.equilibrium.equilibrium_direction]."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ class Equilibrium(torch.optim.Optimizer):
     \qquad \phi_i^0=\theta,\quad \phi_i^{k+1}=\phi_i^k-\beta\nabla\ell_i(\phi_i^k).
     $$
 
-    Each `step()` forms the outer direction (see [`equilibrium_direction()`][bilevel.equilibrium.equilibrium_direction])
+    Each `step()` forms the outer direction (see
+    [`equilibrium_direction()`][bilevel.equilibrium.equilibrium_direction])
     by ``mode``:
 
     - ``"first_order"``: $\frac1M\sum_i\nabla\ell_i(\phi_i^K)$, dropping $d\phi/d\theta$

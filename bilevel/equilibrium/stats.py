@@ -18,7 +18,8 @@ class EquilibriumStats:
         grad_norm: the norm of the outer direction written into ``.grad`` (rank-averaged, before
             clipping).
 
-    `as_dict()` gives them as a plain dict, as [`bilevel.PenaltyStats.as_dict()`][bilevel.PenaltyStats.as_dict] does.
+    `as_dict()` gives them as a plain dict, as
+    [`bilevel.PenaltyStats.as_dict()`][bilevel.PenaltyStats.as_dict] does.
     """
 
     sources: list[int]

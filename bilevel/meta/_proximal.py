@@ -79,7 +79,8 @@ def imaml_adapt_batched(
     $$
 
     (Rajeswaran, Finn, Kakade & Levine, NeurIPS 2019). It is the inner loop of
-    [`imaml_grad_batched()`][bilevel.meta.imaml_grad_batched], so a model meta-trained with iMAML is adapted to new tasks
+    [`imaml_grad_batched()`][bilevel.meta.imaml_grad_batched], so a model meta-trained with iMAML is adapted
+    to new tasks
     by the same procedure. ``data`` and ``loss_fn`` are as in [`adapt_batched()`][bilevel.meta.adapt_batched].
 
     Returns:

@@ -1,7 +1,8 @@
 """What every aggregator shares: input checks, the Gramian, and the ``d = wᵀG`` convention.
 
 An aggregator maps the matrix G (m × d) of per-objective gradients to a direction d = Σ_i w_i g_i. All
-aggregators in [`bilevel.moo`][bilevel.moo] compute their weights w from the m × m Gramian GGᵀ (or, with double
+aggregators in [`bilevel.moo`][bilevel.moo] compute their weights w from the m × m Gramian GGᵀ (or, with
+double
 sampling, from the cross-Gramian G₁G₂ᵀ), so they also work on a selection of layers and inside
 [`bilevel.moo.backward()`][bilevel.moo.backward] without ever concatenating the gradients.
 """

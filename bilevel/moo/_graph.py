@@ -1,4 +1,5 @@
-"""Find the trainable leaves a loss reaches (the task-specific parameters [`bilevel.moo.backward()`][bilevel.moo.backward]
+"""Find the trainable leaves a loss reaches (the task-specific parameters
+[`bilevel.moo.backward()`][bilevel.moo.backward]
 infers when ``task_params`` is not given, as torchjd's ``mtl_backward`` does)."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Step (a) of [`bilevel.moo.backward()`][bilevel.moo.backward]: per-objective gradients of the shared tensors and their Gramians.
+"""Step (a) of [`bilevel.moo.backward()`][bilevel.moo.backward]: per-objective gradients of the shared tensors
+and their Gramians.
 
 Nothing here writes ``.grad`` or changes an aggregator or a selection: these functions return tensors.
 """

@@ -1,4 +1,5 @@
-"""Step (c) of [`bilevel.moo.backward()`][bilevel.moo.backward]: write (accumulate) gradients into ``.grad``."""
+"""Step (c) of [`bilevel.moo.backward()`][bilevel.moo.backward]: write (accumulate) gradients into
+``.grad``."""
 
 from __future__ import annotations
 

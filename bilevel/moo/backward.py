@@ -2,7 +2,8 @@
 
 `backward()` composes three steps, each in its own module: (a) per-objective gradients and their
 Gramians (``_jacobian``), (b) the aggregator's weights from the Gramian, (c) writing ``.grad``
-(``_write``). The layer-selection policy and its counter live in [`LayerSelection`][bilevel.moo.LayerSelection].
+(``_write``). The layer-selection policy and its counter live in
+[`LayerSelection`][bilevel.moo.LayerSelection].
 """
 
 from __future__ import annotations

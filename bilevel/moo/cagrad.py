@@ -32,7 +32,8 @@ def cagrad_weights(gramian: Tensor, c: float = 0.5, *, rescale: int = 1, tol: fl
 
     Solver (torch, float64, on the Gramian only): with $\varphi\|x\| = \min_{t>0} \frac{\varphi}{2}
     (\|x\|^2/t + t)$, for fixed $s = t/\varphi$ the dual is the min-norm problem of the shifted
-    points $g_i + s g_0$ (solved exactly, see [`mgda_weights()`][bilevel.moo.mgda.mgda_weights]); the optimal s
+    points $g_i + s g_0$ (solved exactly, see [`mgda_weights()`][bilevel.moo.mgda.mgda_weights]); the optimal
+    s
     solves $\|g_{w(s)}\| = \varphi s$, whose root is bracketed by
     $[\|d_{\mathrm{MGDA}}\|, \max_i\|g_i\|]/\varphi$ and found by safeguarded regula falsi in log s.
     Once the support is identified the stationarity conditions are solved in closed form on it and

@@ -1,4 +1,5 @@
-"""The stateful `PenaltyBGD` optimizer: a thin wrapper over [`bilevel.penalty.functional`][bilevel.penalty.functional]."""
+"""The stateful `PenaltyBGD` optimizer: a thin wrapper over
+[`bilevel.penalty.functional`][bilevel.penalty.functional]."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What a [`PenaltyBGD`][bilevel.PenaltyBGD] step reports, materialised lazily so that a step need not wait for
+"""What a [`PenaltyBGD`][bilevel.PenaltyBGD] step reports, materialised lazily so that a step need not wait
+for
 the device."""
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class PenaltyStats:
 
     ``f``, ``g``, ``gap`` and the norms live on the device until first read; with
     ``PenaltyBGD(check_finite=True)`` (the default) they were already read to validate the step.
-    `as_dict()` gives them all as a plain dict, as [`bilevel.EquilibriumStats.as_dict()`][bilevel.EquilibriumStats.as_dict] does.
+    `as_dict()` gives them all as a plain dict, as
+    [`bilevel.EquilibriumStats.as_dict()`][bilevel.EquilibriumStats.as_dict] does.
     """
 
     __slots__ = ("_has_gap", "_measured", "gamma", "scale", "skipped", "step")

@@ -131,7 +131,8 @@ def _num_draws(N: IntArray, ratio: ArrayLike) -> IntArray:
 
 def num_draws(n_data: ArrayLike, ratio: ArrayLike) -> Any:
     r"""Draws per epoch $n = \lceil sN \rceil$ (at least 1), with the sampler's rounding rule
-    ([`bilevel.sampling.draw_count()`][bilevel.sampling.draw_count]). An ``int`` for scalar arguments, else an int64 array.
+    ([`bilevel.sampling.draw_count()`][bilevel.sampling.draw_count]). An ``int`` for scalar arguments, else an
+    int64 array.
 
     Raises:
         ValueError: ``n_data`` or $sN$ above `MAX_COUNT`, ``ratio`` not finite and > 0.
@@ -731,7 +732,7 @@ def srs_generalization_bound(
     batch_size: int = 1,
 ) -> Any:
     r"""Stability bound on the generalization gap after ``epochs`` epochs of single-sample SRS-SGD
-    (standard Hardt et al. bounds adapted to SRS; the paper's own bound was not available).
+    (the uniform-stability bounds of Hardt, Recht & Singer, ICML 2016, applied to SRS).
 
     SRS with $B = 1$ *is* SGD with replacement sampling, run for $K = T\lceil sN \rceil$ steps, so
     Hardt et al.'s bounds apply verbatim with that $K$: convex (``convex=True``, ``lr`` = constant

@@ -98,3 +98,19 @@ def test_stack_frames() -> None:
     assert stack_frames(torch.stack([x, x]), 3).shape == (2, 3, 6)
     with pytest.raises(ValueError, match="n and stride"):
         stack_frames(x, 0)
+
+
+def test_stack_frames_drop_last() -> None:
+    """``drop_last`` (the encoders' stacking): the incomplete last window is dropped, batch or not."""
+    x = torch.arange(2 * 5 * 3).reshape(2, 5, 3).float()
+    y = stack_frames(x, 2, drop_last=True)
+    n = stacked_length(torch.tensor([5, 3]), 2, drop_last=True)
+    assert y.shape == (2, 2, 6) and n.tolist() == [2, 1]
+    assert torch.equal(y[0, 1], torch.cat([x[0, 2], x[0, 3]]))
+    assert torch.equal(stack_frames(x[1], 2, drop_last=True), y[1])
+    # overlapping windows: T' = floor((T - n) / stride) + 1, each row the frames it names
+    z = stack_frames(x[0], 3, stride=1, drop_last=True)
+    assert z.shape == (3, 9) == (stacked_length(5, 1, n=3, drop_last=True), 9)
+    assert torch.equal(z[2], x[0, 2:5].reshape(-1))
+    assert stack_frames(x[0, :1], 2, drop_last=True).shape == (0, 6)
+    assert stacked_length(torch.tensor([0, 1, 4]), 2, drop_last=True).tolist() == [0, 0, 2]

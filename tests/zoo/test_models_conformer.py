@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo.models import ConformerCTC, build_model, conformer_config, stack_frames
+from zoo.models import ConformerCTC, build_model, conformer_config
 from zoo.models.conformer import ConformerConfig
 
 
@@ -50,13 +50,6 @@ def test_config_errors_name_the_argument() -> None:
     m = _tiny()
     with pytest.raises(ValueError, match="feats"):
         m(torch.randn(2, 10, 9), torch.tensor([10, 10]))
-
-
-def test_stack_frames() -> None:
-    x = torch.arange(2 * 5 * 3).reshape(2, 5, 3).float()
-    y, n = stack_frames(x, torch.tensor([5, 3]), 2)
-    assert y.shape == (2, 2, 6) and n.tolist() == [2, 1]
-    assert torch.equal(y[0, 1], torch.cat([x[0, 2], x[0, 3]]))
 
 
 def test_shapes_and_loss_weights() -> None:

@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from zoo.data import collate
 from zoo.losses import CPCLoss, MaskedPredictionLoss
 from zoo.recipes import (
     ABLATIONS,
@@ -60,24 +61,6 @@ def toy_items(n: int, seed: int, dtype: torch.dtype = torch.float32) -> list[dic
     return items
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    B, T = len(items), max(it["feats"].shape[0] for it in items)
-    U = max(it["tokens"].numel() for it in items)
-    x = items[0]["feats"].new_zeros(B, T, F)
-    y = torch.zeros(B, U, dtype=torch.long)
-    for b, it in enumerate(items):
-        x[b, : it["feats"].shape[0]] = it["feats"]
-        y[b, : it["tokens"].numel()] = it["tokens"]
-    return {
-        "feats": x,
-        "feat_lens": torch.tensor([it["feats"].shape[0] for it in items]),
-        "tokens": y,
-        "token_lens": torch.tensor([it["tokens"].numel() for it in items]),
-        "texts": [it["text"] for it in items],
-        "ids": [it["id"] for it in items],
-    }
-
-
 def decode(ids: list[int]) -> str:
     return "".join(CHARS[i - 1] for i in ids)
 
@@ -122,7 +105,7 @@ configs = st.builds(
 @settings(max_examples=40, deadline=None)
 @given(cfg=configs)
 def test_every_method_spends_the_same_gradient_evaluations(cfg: BLJustConfig) -> None:
-    budget = cfg.budget()
+    budget = cfg.gradient_evaluations()
     plans = {m: plan_evaluations(phase_plan(m, cfg)) for m in METHODS}
     assert plans["bl_just"] == budget
     assert plans["pt_ft"] == budget  # same supervised and unsupervised counts, sequential not joint
@@ -132,11 +115,11 @@ def test_every_method_spends_the_same_gradient_evaluations(cfg: BLJustConfig) ->
 @settings(max_examples=40, deadline=None)
 @given(cfg=configs)
 def test_ablations_keep_the_total_compute(cfg: BLJustConfig) -> None:
-    total = cfg.budget()["total"]
+    total = cfg.gradient_evaluations()["total"]
     for name in ABLATIONS:
         ab = ablate(cfg, name)
         lost = (cfg.finetune_steps % (2 * cfg.cycles)) % cfg.cycles if name == "no_finetune" else 0
-        assert ab.budget()["total"] == total - lost
+        assert ab.gradient_evaluations()["total"] == total - lost
     assert ablate(cfg, "no_exploration").exploration_steps == 0
     assert ablate(cfg, "no_finetune").finetune_steps == 0
     const = ablate(cfg, "constant_gamma").gamma()

@@ -10,63 +10,20 @@ import pytest
 import torch
 
 from tests.bilevel._asserts import BadInput, assert_rejects
-from zoo.models.conformer import ConformerConfig, ConformerCTC
-from zoo.recipes.supervised import SupervisedConfig, SupervisedStep, spec_augment, supervised_state
+from tests.zoo._fixtures import random_items, tiny_conformer
+from zoo.data import collate, spec_augment_batch
+from zoo.models.conformer import ConformerCTC
+from zoo.recipes.supervised import SupervisedConfig, SupervisedStep, supervised_state
 from zoo.train import main, parser, run_preset
 from zoo.training import Budget, CheckpointError, Trainer, evaluate, read_log, save_checkpoint, warmup_cosine
 
 
 def _items(n: int = 12, seed: int = 0) -> list[dict]:
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(n):
-        T = int(torch.randint(12, 30, (1,), generator=g))
-        U = int(torch.randint(1, 4, (1,), generator=g))
-        out.append(
-            {
-                "id": str(i),
-                "feats": torch.randn(T, 8, generator=g),
-                "tokens": torch.randint(1, 6, (U,), generator=g),
-                "text": "x",
-            }
-        )
-    return out
-
-
-def _collate(items: list[dict]) -> dict:
-    B = len(items)
-    T = max(it["feats"].shape[0] for it in items)
-    U = max(it["tokens"].numel() for it in items)
-    x = torch.zeros(B, T, 8)
-    y = torch.zeros(B, U, dtype=torch.long)
-    for b, it in enumerate(items):
-        x[b, : it["feats"].shape[0]] = it["feats"]
-        y[b, : it["tokens"].numel()] = it["tokens"]
-    return {
-        "feats": x,
-        "feat_lens": torch.tensor([it["feats"].shape[0] for it in items]),
-        "tokens": y,
-        "token_lens": torch.tensor([it["tokens"].numel() for it in items]),
-        "texts": [it["text"] for it in items],
-        "ids": [it["id"] for it in items],
-    }
+    return random_items(n, seed, dim=8, frames=(12, 30), vocab_size=6)
 
 
 def _model() -> ConformerCTC:
-    return ConformerCTC(
-        ConformerConfig(
-            n_mels=8,
-            stack=2,
-            d_model=16,
-            num_heads=2,
-            num_layers=2,
-            conv_kernel=3,
-            block_size=4,
-            max_distance=4,
-            vocab_size=6,
-            dropout=0.2,
-        )
-    )
+    return tiny_conformer(8, 6, dropout=0.2)
 
 
 CFG = SupervisedConfig(steps=8, batch_size=5, lr=3e-3, warmup=2, spec_augment=True)
@@ -75,7 +32,7 @@ CFG = SupervisedConfig(steps=8, batch_size=5, lr=3e-3, warmup=2, spec_augment=Tr
 def _trainer(run_dir: Path | None = None, seed: int = 0, **kw) -> Trainer:
     torch.manual_seed(seed)
     cfg = SupervisedConfig(**{**CFG.__dict__, "seed": seed, **kw})
-    state = supervised_state(_model(), _items(), _collate, cfg)
+    state = supervised_state(_model(), _items(), collate, cfg)
     step = SupervisedStep(cfg.grad_clip, cfg.spec_augment)
     return Trainer(state, step, cfg.budget(), run_dir=run_dir, progress=False, meta={"model": "toy"})
 
@@ -112,7 +69,7 @@ def test_a_users_optimizer_keeps_its_lr_and_a_users_scheduler_is_resumed(tmp_pat
         model = _model()
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         kw = {"scheduler": torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)} if sched else {}
-        state = supervised_state(model, _items(), _collate, CFG, optimizer=opt, **kw)
+        state = supervised_state(model, _items(), collate, CFG, optimizer=opt, **kw)
         return Trainer(state, SupervisedStep(None), Budget(steps=6), run_dir=tmp_path, progress=False)
 
     plain = build(sched=False)
@@ -134,8 +91,8 @@ def test_a_users_optimizer_keeps_its_lr_and_a_users_scheduler_is_resumed(tmp_pat
 def test_spec_augment_masks_only_valid_frames_and_is_seeded() -> None:
     x = torch.ones(2, 50, 64)
     lens = torch.tensor([50, 30])
-    a = spec_augment(x, lens, torch.Generator().manual_seed(0), time_mask=10)
-    b = spec_augment(x, lens, torch.Generator().manual_seed(0), time_mask=10)
+    a = spec_augment_batch(x, lens, torch.Generator().manual_seed(0), time_mask=10)
+    b = spec_augment_batch(x, lens, torch.Generator().manual_seed(0), time_mask=10)
     assert torch.equal(a, b) and bool((a == 0).any())
     assert torch.equal(x, torch.ones(2, 50, 64))  # the input is not modified
     assert torch.equal(a[1, 30:], x[1, 30:])  # padding is never touched
@@ -154,10 +111,10 @@ BAD = [
     BadInput("batch_size 0", lambda: SupervisedConfig(batch_size=0), ValueError, "batch_size"),
     BadInput("nan lr", lambda: SupervisedConfig(lr=float("nan")), ValueError, "lr"),
     BadInput("negative warmup", lambda: SupervisedConfig(warmup=-1), ValueError, "warmup"),
-    BadInput("empty data", lambda: supervised_state(_model(), [], _collate, CFG), ValueError, "dataset"),
+    BadInput("empty data", lambda: supervised_state(_model(), [], collate, CFG), ValueError, "dataset"),
     BadInput(
         "spec_augment shapes",
-        lambda: spec_augment(torch.ones(2, 5, 3), torch.tensor([5]), torch.Generator()),
+        lambda: spec_augment_batch(torch.ones(2, 5, 3), torch.tensor([5]), torch.Generator()),
         ValueError,
         "feat_lens",
     ),
@@ -188,12 +145,12 @@ def test_evaluate_wer_cer_and_rtf() -> None:
         for i, (n, t) in enumerate([(13, "a"), (14, "a a"), (12, "b")])
     ]
     model = _Echo().train()
-    r = evaluate(model, items, _Tok(), _collate, batch_size=2)
+    r = evaluate(model, items, _Tok(), collate, batch_size=2)
     # hyps: "a", "a a", "" against refs "a", "a a", "b": 1 error in 4 reference words; CER 1 of 5 chars
     assert r["wer"] == pytest.approx(0.25) and r["cer"] == pytest.approx(1 / 5) and r["n"] == 3
     assert r["hyps"] == ["a", "a a", ""] and 0 < r["rtf"] < 1
     assert model.training  # restored
-    assert evaluate(model, items, _Tok().decode, _collate)["wer"] == r["wer"]  # a decode function works too
+    assert evaluate(model, items, _Tok().decode, collate)["wer"] == r["wer"]  # a decode function works too
 
 
 # -- command line ---------------------------------------------------------------------------------

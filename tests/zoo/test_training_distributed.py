@@ -13,7 +13,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
-from zoo.models.conformer import ConformerConfig, ConformerCTC
+from tests.zoo._fixtures import random_items, tiny_conformer
+from zoo.data import collate
 from zoo.recipes import (
     BLJustConfig,
     SupervisedConfig,
@@ -28,36 +29,7 @@ F = 6
 
 
 def _items(n: int, seed: int) -> list[dict[str, Any]]:
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(n):
-        T = int(torch.randint(10, 20, (1,), generator=g))
-        U = int(torch.randint(1, 4, (1,), generator=g))
-        out.append(
-            {
-                "id": str(i),
-                "feats": torch.randn(T, F, generator=g),
-                "tokens": torch.randint(1, 5, (U,), generator=g),
-                "text": "x",
-            }
-        )
-    return out
-
-
-def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    B, T = len(items), max(it["feats"].shape[0] for it in items)
-    U = max(it["tokens"].numel() for it in items)
-    x, y = torch.zeros(B, T, F), torch.zeros(B, U, dtype=torch.long)
-    for b, it in enumerate(items):
-        x[b, : it["feats"].shape[0]] = it["feats"]
-        y[b, : it["tokens"].numel()] = it["tokens"]
-    return {
-        "feats": x,
-        "feat_lens": torch.tensor([it["feats"].shape[0] for it in items]),
-        "tokens": y,
-        "token_lens": torch.tensor([it["tokens"].numel() for it in items]),
-        "texts": [it["text"] for it in items],
-    }
+    return random_items(n, seed, dim=F, frames=(10, 20), vocab_size=5)
 
 
 class _NextFrame(nn.Module):
@@ -77,24 +49,10 @@ class _NextFrame(nn.Module):
 
 def _supervised(shard: tuple[int, int] | None) -> Trainer:
     torch.manual_seed(0)
-    model = ConformerCTC(
-        ConformerConfig(
-            n_mels=F,
-            stack=2,
-            d_model=16,
-            num_heads=2,
-            num_layers=2,
-            conv_kernel=3,
-            block_size=4,
-            max_distance=4,
-            vocab_size=5,
-            dropout=0.0,
-            conv_norm="layer",
-        )
-    )
+    model = tiny_conformer(F, 5, dropout=0.0, conv_norm="layer")
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     state = supervised_state(
-        model, _items(10, 0), _collate, SupervisedConfig(batch_size=5), optimizer=opt, shard=shard
+        model, _items(10, 0), collate, SupervisedConfig(batch_size=5), optimizer=opt, shard=shard
     )
     return Trainer(state, SupervisedStep(grad_clip=None), Budget(steps=1), progress=False)
 
@@ -103,8 +61,8 @@ def _bl_just(shard: tuple[int, int] | None) -> Trainer:
     parts = build_parts("tiny", F, 5, seed=0, dim=8)
     torch.manual_seed(1)
     ssl = _NextFrame(8)
-    lab = Batches.shuffled(_items(8, 1), 4, _collate, seed=0, pool_batches=1, drop_last=True)
-    unl = Batches.shuffled(_items(8, 2), 4, _collate, seed=1, pool_batches=1, drop_last=True)
+    lab = Batches.shuffled(_items(8, 1), 4, collate, seed=0, pool_batches=1, drop_last=True)
+    unl = Batches.shuffled(_items(8, 2), 4, collate, seed=1, pool_batches=1, drop_last=True)
     if shard is not None:
         lab.shard(*shard)
         unl.shard(*shard)

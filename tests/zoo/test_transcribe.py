@@ -16,6 +16,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+import zoo.data
+import zoo.training
 from tests.bilevel._asserts import BadInput, assert_rejects
 from zoo.data import AudioError, CharTokenizer, LogMel, read_audio, utterance_cmvn
 from zoo.models import MODEL_NAMES, build_model
@@ -375,6 +377,18 @@ def test_feature_module_is_logmel_then_cmvn() -> None:
     torch.testing.assert_close(out.mean(0), torch.zeros(40), atol=1e-5, rtol=0)
     torch.testing.assert_close(out.std(0, unbiased=False), torch.ones(40), atol=1e-3, rtol=0)
     torch.testing.assert_close(FeatureSpec(n_mels=40, cmvn=False).build()(wav), raw)
+
+
+def test_training_and_transcription_share_features_and_checkpoint_errors(tmp_path: Path) -> None:
+    """One feature description and one checkpoint error for training and transcription: a damaged
+    training checkpoint raises the very class that ``zoo.transcribe`` callers catch."""
+    assert FeatureSpec is zoo.data.FeatureSpec and CheckpointError is zoo.training.CheckpointError
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="last.pt"):
+        zoo.training.read_checkpoint(bad)
+    with pytest.raises(zoo.training.CheckpointError, match="last.pt"):
+        load_recognizer(bad)
 
 
 ALSA = sorted(Path("/usr/share/sounds/alsa").glob("*.wav"))

@@ -1,9 +1,9 @@
 """Audio file I/O with ``soundfile`` (libsndfile): WAV, FLAC, OGG. No torchcodec needed.
 
-* :func:`load_audio` — a corpus file, checked against the rate and length its manifest records.
-* :func:`read_audio` — a user's file at any rate and channel count, downmixed to mono and resampled to a
+* `load_audio()` — a corpus file, checked against the rate and length its manifest records.
+* `read_audio()` — a user's file at any rate and channel count, downmixed to mono and resampled to a
   model's rate (``torchaudio.functional.resample``, windowed sinc); empty audio is an error.
-* :func:`audio_info`, :func:`write_audio` — header only; atomic write.
+* `audio_info()`, `write_audio()` — header only; atomic write.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class AudioError(ValueError):
 
 
 def _read(p: Path) -> tuple[np.ndarray, int]:
-    """``(frames, channels)`` float32 samples and the rate of ``p``; :class:`AudioError` naming ``p``."""
+    """``(frames, channels)`` float32 samples and the rate of ``p``; `AudioError` naming ``p``."""
     if not p.exists():
         raise AudioError(f"audio file {p} does not exist")
     if not p.is_file():
@@ -46,7 +46,7 @@ def load_audio(
 
     Args:
         path: the file.
-        sample_rate: when given, the file must have this rate (raises :class:`AudioError` otherwise; the
+        sample_rate: when given, the file must have this rate (raises `AudioError` otherwise; the
             caller decides whether to resample).
         expected_samples: when given, the file must hold exactly this many frames (catches truncation).
 
@@ -81,9 +81,9 @@ class AudioClip:
 def read_audio(path: str | Path, sample_rate: int | None = None) -> AudioClip:
     """Read any file libsndfile decodes (WAV, FLAC, OGG, ...), at any rate, mono or multichannel.
 
-    Channels are averaged (downmix :math:`x = \\frac{1}{C} \\sum_c x_c`); with ``sample_rate`` the
+    Channels are averaged (downmix $x = \\frac{1}{C} \\sum_c x_c$); with ``sample_rate`` the
     result is resampled to it by ``torchaudio.functional.resample`` (band-limited windowed-sinc
-    interpolation, Smith & Gossett 1984), giving :math:`\\lceil N r / r_0 \\rceil` samples.
+    interpolation, Smith & Gossett 1984), giving $\\lceil N r / r_0 \\rceil$ samples.
 
     Raises:
         AudioError: naming the file, when it is missing, not audio, truncated, empty (no samples) or
@@ -110,7 +110,7 @@ def read_audio(path: str | Path, sample_rate: int | None = None) -> AudioClip:
 
 
 def audio_info(path: str | Path) -> tuple[int, int]:
-    """``(sample_rate, frames)`` of a file, without decoding it; :class:`AudioError` when unreadable."""
+    """``(sample_rate, frames)`` of a file, without decoding it; `AudioError` when unreadable."""
     try:
         info = sf.info(str(path))
     except Exception as e:

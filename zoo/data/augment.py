@@ -3,32 +3,32 @@
 Every function takes a 1-D float32 waveform and returns a new one; random ones take a
 ``numpy.random.Generator`` (the corpus, so that a corpus is a pure function of its seed and each parameter
 is recorded in its manifest, ``Utterance.augment``) or a ``torch.Generator`` (on-the-fly augmentation in
-training, :class:`Augment`).
+training, `Augment`).
 
-* :func:`speed_perturb` — resampling speed change by a factor (Ko et al., 2015, "Audio augmentation for
+* `speed_perturb()` — resampling speed change by a factor (Ko et al., 2015, "Audio augmentation for
   speech recognition"): duration ÷ factor, pitch and formants × factor (``torchaudio.functional.speed``).
-* :func:`pitch_shift` — pitch × :math:`2^{s/12}` for ``s`` semitones, duration kept (phase-locked
-  vocoder time stretch, :func:`phase_locked_stretch`, then resampling).
-* :func:`vtlp` — vocal-tract-length perturbation (Jaitly & Hinton, 2013): the STFT frequency axis is warped
-  piecewise linearly, :math:`f' = \\alpha f` below :math:`f_0 = f_{hi} \\min(\\alpha, 1)/\\alpha` and linearly
-  to Nyquist above, which moves the formants by :math:`\\alpha` and keeps the bandwidth.
-* :func:`add_noise` — white or pink noise at a signal-to-noise ratio (``torchaudio.functional.add_noise``).
-* :func:`band_limit` — cascaded biquad high- and low-pass (telephone band 300–3400 Hz by default).
-* :func:`lowpass` — a linear-phase Kaiser-window FIR low-pass (Kaiser, 1974) with a given stop-band edge and
+* `pitch_shift()` — pitch × $2^{s/12}$ for ``s`` semitones, duration kept (phase-locked
+  vocoder time stretch, `phase_locked_stretch()`, then resampling).
+* `vtlp()` — vocal-tract-length perturbation (Jaitly & Hinton, 2013): the STFT frequency axis is warped
+  piecewise linearly, $f' = \\alpha f$ below $f_0 = f_{hi} \\min(\\alpha, 1)/\\alpha$ and linearly
+  to Nyquist above, which moves the formants by $\\alpha$ and keeps the bandwidth.
+* `add_noise()` — white or pink noise at a signal-to-noise ratio (``torchaudio.functional.add_noise``).
+* `band_limit()` — cascaded biquad high- and low-pass (telephone band 300–3400 Hz by default).
+* `lowpass()` — a linear-phase Kaiser-window FIR low-pass (Kaiser, 1974) with a given stop-band edge and
   attenuation: a codec-like band limit that leaves (almost) nothing above the cut-off.
-* :func:`reverberate` — convolution with a synthetic room impulse response: a direct path plus
+* `reverberate()` — convolution with a synthetic room impulse response: a direct path plus
   exponentially decaying Gaussian noise that falls by 60 dB in ``rt60`` seconds (Polack's model),
   ``torchaudio.functional.fftconvolve``.
-* :func:`noise_floor` — low-level white noise at a given dBFS, so no sample run is exact digital silence.
-* :func:`apply_gain` — gain in dB followed by peak protection (never clips).
-* :class:`Augment` — a composable on-the-fly pipeline (speed, pitch, reverberation, noise, band limit), one
+* `noise_floor()` — low-level white noise at a given dBFS, so no sample run is exact digital silence.
+* `apply_gain()` — gain in dB followed by peak protection (never clips).
+* `Augment` — a composable on-the-fly pipeline (speed, pitch, reverberation, noise, band limit), one
   ``torch.Generator`` for every draw, per utterance or on a padded batch with lengths.
 
 torchaudio provides the signal processing (resampling, phase vocoder, ``add_noise``, ``fftconvolve``,
 biquads). Our own code remains only where torchaudio lacks what is needed here: its random transforms
 (``SpeedPerturbation``, ``AddNoise`` without a noise tensor) draw from the global RNG, not from a generator;
 it has no synthetic room impulse response, no FIR filter design and no phase-locked vocoder; and its
-batch transforms apply one parameter to the whole batch, whereas :meth:`Augment.batch` draws per
+batch transforms apply one parameter to the whole batch, whereas `Augment.batch()` draws per
 utterance and keeps lengths and padding right.
 """
 
@@ -76,7 +76,7 @@ def rms_db(wav: np.ndarray) -> float:
 
 
 def pad(wav: np.ndarray, start_s: float, end_s: float, sample_rate: int) -> np.ndarray:
-    """Zero-pad ``start_s`` seconds before and ``end_s`` after (fill later with :func:`noise_floor`)."""
+    """Zero-pad ``start_s`` seconds before and ``end_s`` after (fill later with `noise_floor()`)."""
     if start_s < 0 or end_s < 0:
         raise ValueError(f"padding must be >= 0 s, got start {start_s}, end {end_s}")
     a, b = round(start_s * sample_rate), round(end_s * sample_rate)
@@ -98,10 +98,10 @@ def vtlp(
 ) -> np.ndarray:
     """Warp the spectral envelope by ``alpha`` (VTLP, Jaitly & Hinton 2013) through the STFT.
 
-    Each output bin :math:`f` takes the magnitude of the input at :math:`w^{-1}(f)` (linear interpolation),
-    where :math:`w` is the piecewise-linear warp of the module docstring; its phase advances at the warped
+    Each output bin $f$ takes the magnitude of the input at $w^{-1}(f)$ (linear interpolation),
+    where $w$ is the piecewise-linear warp of the module docstring; its phase advances at the warped
     instantaneous frequency of the nearest input bin (phase vocoder, Flanagan & Golden 1966), so a
-    partial at :math:`f` is resynthesised at :math:`w(f)`. The duration is unchanged.
+    partial at $f$ is resynthesised at $w(f)$. The duration is unchanged.
     """
     if not 0.7 <= alpha <= 1.3:
         raise ValueError(f"VTLP alpha must be in [0.7, 1.3], got {alpha}")
@@ -193,7 +193,7 @@ def room_impulse_response(rt60: float, sample_rate: int, rng: Rng) -> np.ndarray
 
 
 def reverberate(wav: np.ndarray, rt60: float, sample_rate: int, rng: Rng) -> np.ndarray:
-    """Convolve with :func:`room_impulse_response` (length kept; RMS restored to the input's)."""
+    """Convolve with `room_impulse_response()` (length kept; RMS restored to the input's)."""
     x = _t(wav)
     h = torch.from_numpy(room_impulse_response(rt60, sample_rate, rng))
     y = AF.fftconvolve(x, h)[: len(x)]
@@ -246,9 +246,9 @@ def phase_locked_stretch(spec: torch.Tensor, rate: float, hop: int, n_fft: int) 
     """Time-stretch a complex STFT ``(F, T)`` by ``rate`` (> 1 shortens) with a phase vocoder (Flanagan &
     Golden 1966) and identity phase locking (Laroche & Dolson 1999).
 
-    Output frame :math:`j` reads input time :math:`\\tau_j = j \\cdot rate` (magnitudes interpolated
+    Output frame $j$ reads input time $\\tau_j = j \\cdot rate$ (magnitudes interpolated
     linearly); each spectral peak accumulates the instantaneous-frequency phase advance
-    :math:`\\omega_k H + \\mathrm{princarg}(\\phi_{i+1,k} - \\phi_{i,k} - \\omega_k H)`, and every other bin
+    $\\omega_k H + \\mathrm{princarg}(\\phi_{i+1,k} - \\phi_{i,k} - \\omega_k H)$, and every other bin
     keeps its input phase offset to its nearest peak. ``torchaudio.functional.phase_vocoder`` has no phase
     locking: it carries the bins' phase relations of its first frames forever, and a steady tone loses
     0.2–2 dB (up to 14 dB after an abrupt onset) depending on the rate, which is why this one exists.
@@ -277,13 +277,13 @@ def phase_locked_stretch(spec: torch.Tensor, rate: float, hop: int, n_fft: int) 
 
 
 def pitch_shift(wav: np.ndarray, semitones: float, sample_rate: int, n_fft: int = 512) -> np.ndarray:
-    """Shift the pitch by ``semitones`` (frequencies × :math:`r = 2^{s/12}`), keeping the duration.
+    """Shift the pitch by ``semitones`` (frequencies × $r = 2^{s/12}$), keeping the duration.
 
-    :func:`phase_locked_stretch` stretches the signal to :math:`r N` samples at unchanged pitch, and
-    resampling by :math:`1/r` (``torchaudio.functional.resample``) brings it back to :math:`N` samples with
+    `phase_locked_stretch()` stretches the signal to $r N$ samples at unchanged pitch, and
+    resampling by $1/r$ (``torchaudio.functional.resample``) brings it back to $N$ samples with
     every frequency × r. ``torchaudio.functional.pitch_shift`` does the same with a vocoder without phase
     locking, and resamples between ``sample_rate / r`` and ``sample_rate`` rounded to integers, whose
-    kernels can have thousands of phases (26 s for 3 s of audio at 2 semitones); here :math:`r` is rounded
+    kernels can have thousands of phases (26 s for 3 s of audio at 2 semitones); here $r$ is rounded
     to a multiple of 1/320 (≤ 0.03 semitone of error).
     """
     if not -12.0 <= semitones <= 12.0:
@@ -306,9 +306,9 @@ def pitch_shift(wav: np.ndarray, semitones: float, sample_rate: int, n_fft: int 
 
 def lowpass_fir(sample_rate: int, cutoff_hz: float, attenuation_db: float = 80.0) -> np.ndarray:
     """Linear-phase low-pass taps, Kaiser-window design (Kaiser, 1974): pass band up to
-    :math:`0.9 f_c`, stop band from ``cutoff_hz`` = :math:`f_c` with ``attenuation_db`` of rejection;
-    :math:`\\beta = 0.1102 (A - 8.7)`, :math:`M = \\lceil (A - 8) / (2.285 \\cdot 2\\pi \\Delta f / f_s)
-    \\rceil` taps (rounded up to odd), ideal response cut at the middle of the transition band."""
+    $0.9 f_c$, stop band from ``cutoff_hz`` = $f_c$ with ``attenuation_db`` of rejection;
+    $\\beta = 0.1102 (A - 8.7)$, $M = \\lceil (A - 8) / (2.285 \\cdot 2\\pi \\Delta f / f_s)
+    \\rceil$ taps (rounded up to odd), ideal response cut at the middle of the transition band."""
     if not 0 < cutoff_hz < sample_rate / 2:
         raise ValueError(f"cutoff_hz must be in (0, {sample_rate / 2}) Hz, got {cutoff_hz}")
     if not attenuation_db >= 21:
@@ -324,7 +324,7 @@ def lowpass_fir(sample_rate: int, cutoff_hz: float, attenuation_db: float = 80.0
 
 
 def lowpass(wav: np.ndarray, sample_rate: int, cutoff_hz: float, attenuation_db: float = 80.0) -> np.ndarray:
-    """Zero-delay FIR low-pass (:func:`lowpass_fir`, ``torchaudio.functional.fftconvolve``): nothing above
+    """Zero-delay FIR low-pass (`lowpass_fir()`, ``torchaudio.functional.fftconvolve``): nothing above
     ``cutoff_hz`` survives beyond −``attenuation_db``; length kept."""
     x = _t(wav)
     h = torch.from_numpy(lowpass_fir(sample_rate, cutoff_hz, attenuation_db))
@@ -353,20 +353,20 @@ class Augment:
 
     Attributes:
         speeds: speed factors drawn uniformly per utterance (Ko et al., 2015, use 0.9, 1.0, 1.1);
-            ``()`` = off. Duration ÷ factor (:func:`speed_perturb`).
-        pitch_semitones: ``(low, high)`` uniform pitch shift (:func:`pitch_shift`), with ``pitch_prob``.
+            ``()`` = off. Duration ÷ factor (`speed_perturb()`).
+        pitch_semitones: ``(low, high)`` uniform pitch shift (`pitch_shift()`), with ``pitch_prob``.
         rt60: ``(low, high)`` seconds of reverberation time of a synthetic room
-            (:func:`reverberate`), with ``reverb_prob``.
-        snr_db: ``(low, high)`` uniform signal-to-noise ratio of added noise (:func:`add_noise`), with
+            (`reverberate()`), with ``reverb_prob``.
+        snr_db: ``(low, high)`` uniform signal-to-noise ratio of added noise (`add_noise()`), with
             ``noise_prob``; the colour is drawn from ``noise_colors``.
-        lowpass_hz: ``(low, high)`` uniform cut-off of a codec-like low-pass (:func:`lowpass`), with
+        lowpass_hz: ``(low, high)`` uniform cut-off of a codec-like low-pass (`lowpass()`), with
             ``band_prob``.
 
-    With :math:`x` the input: noise gives :math:`x + \\sigma n` for unit-power noise :math:`n` and
-    :math:`\\sigma^2 = P_x 10^{-\\mathrm{SNR}/10}`; reverberation gives :math:`(h * x)` truncated to the input
-    length and scaled back to its RMS, :math:`h` a synthetic room response of the drawn RT60.
+    With $x$ the input: noise gives $x + \\sigma n$ for unit-power noise $n$ and
+    $\\sigma^2 = P_x 10^{-\\mathrm{SNR}/10}$; reverberation gives $(h * x)$ truncated to the input
+    length and scaled back to its RMS, $h$ a synthetic room response of the drawn RT60.
 
-    ``Augment()`` does nothing; :data:`AUGMENT_PRESETS` holds a ready-made ``"robust"`` mix.
+    ``Augment()`` does nothing; `AUGMENT_PRESETS` holds a ready-made ``"robust"`` mix.
     """
 
     speeds: tuple[float, ...] = ()
@@ -428,7 +428,7 @@ class Augment:
         params: dict[str, Any],
         generator: torch.Generator,
     ) -> torch.Tensor:
-        """Apply drawn ``params`` (see :meth:`draw`); noise and room responses come from ``generator``."""
+        """Apply drawn ``params`` (see `draw()`); noise and room responses come from ``generator``."""
         x = np.asarray(wav.detach().cpu() if isinstance(wav, torch.Tensor) else wav, dtype=np.float32)
         if "speed" in params:
             x = speed_perturb(x, float(params["speed"]), sample_rate)

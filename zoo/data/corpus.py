@@ -1,19 +1,20 @@
 """Build, cache and describe the generated multilingual speech corpus.
 
-A corpus is a pure function of a :class:`CorpusConfig` and a seed. Building it (1) *plans* every utterance
+A corpus is a pure function of a `CorpusConfig` and a seed. Building it (1) *plans* every utterance
 (text, voice, rate, pitch, channel, perturbations) from ``numpy.random.default_rng([seed, i])`` alone, so
 that the plan of utterance ``i`` depends neither on the size of the corpus nor on the workers; (2) renders
 the plan in shards of ``shard_size`` utterances, each in a fresh process (eSpeak NG is then bit-exact
-reproducible, see :mod:`zoo.data.synth`), writing ``shards/<k>/<id>.flac`` and, last,
+reproducible, see [`zoo.data.synth`][zoo.data.synth]), writing ``shards/<k>/<id>.flac`` and, last,
 ``shards/<k>.jsonl``; (3) merges the shard manifests into ``manifest.jsonl`` and writes ``stats.json``
 and the character tokenizer. Every file is written to a temporary name and renamed, so an interrupted
 build leaves only complete shards behind and the next call resumes from them (temporary names carry the
 process id, so concurrent builds of one directory do not clash; they write identical files).
 
 Every manifest line records its audio file's size and SHA-256, and ``config.json`` the generator's
-versions (:mod:`zoo.data.integrity`): reusing a built corpus checks counts, sizes and versions, repairs
+versions ([`zoo.data.integrity`][zoo.data.integrity]): reusing a built corpus checks counts, sizes and
+versions, repairs
 what is missing or truncated by re-rendering exactly those utterances, and refuses a corpus made by
-another generator version; :func:`verify_corpus` also checks every hash.
+another generator version; `verify_corpus()` also checks every hash.
 
 Splits hold voices out: the eSpeak variants (simulated speakers) are permuted with the seed; the first
 ``n_test_voices`` speak only the test set, the next ``n_dev_voices`` only the dev set, the rest the
@@ -102,7 +103,8 @@ class CorpusConfig:
         sample_rate: output rate.
         shard_size: utterances per shard (the unit of parallel work and of resumption).
         festival_share: share of English utterances rendered with Festival (extra domains) where Festival
-            is installed (0 = never; see :mod:`zoo.data.festival`). Festival voices are held out like eSpeak
+            is installed (0 = never; see [`zoo.data.festival`][zoo.data.festival]). Festival voices are held
+            out like eSpeak
             ones: with two or more installed, the last (sorted) speaks only test utterances.
     """
 
@@ -198,7 +200,7 @@ class CorpusConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CorpusConfig:
-        """Inverse of :meth:`to_dict` (JSON lists become tuples)."""
+        """Inverse of `to_dict()` (JSON lists become tuples)."""
 
         def tup(v: Any) -> Any:
             return tuple(tup(x) for x in v) if isinstance(v, list) else v
@@ -231,7 +233,7 @@ PRESETS: dict[str, CorpusConfig] = {
 
 
 def get_config(preset: str | CorpusConfig) -> CorpusConfig:
-    """The :class:`CorpusConfig` of a preset (``"tiny"``, ``"small"``, ``"medium"``, ``"en-quick"``,
+    """The `CorpusConfig` of a preset (``"tiny"``, ``"small"``, ``"medium"``, ``"en-quick"``,
     ``"en"``), or ``preset`` itself."""
     if isinstance(preset, CorpusConfig):
         return preset
@@ -341,7 +343,7 @@ def plan_utterance(
 
 
 def render(plan: dict[str, Any], sample_rate: int, festival_exe: str | None = None) -> np.ndarray:
-    """Synthesise and perturb one planned utterance in this process (see :func:`plan_utterance`);
+    """Synthesise and perturb one planned utterance in this process (see `plan_utterance()`);
     ``festival_exe`` overrides the ``text2wave`` found on ``PATH``."""
     from zoo.data import augment as A
     from zoo.data.synth import synthesize_here
@@ -421,7 +423,8 @@ def _build_shard(job: _ShardJob) -> tuple[int, int, float, float]:
     """Render one shard in this (fresh) process; returns (shard, n rendered, audio seconds, cpu seconds).
 
     With ``job.only``, re-render just those utterances: the ones before them in the shard are replayed
-    through eSpeak NG only (:func:`zoo.data.synth.advance_state`), so that the vocoder state, hence every
+    through eSpeak NG only ([`zoo.data.synth.advance_state()`][zoo.data.synth.advance_state]), so that the
+    vocoder state, hence every
     sample, is the one of the original build; each file must then hash to what the shard manifest records.
     """
     import torch
@@ -490,7 +493,7 @@ def _shard_damage(root: Path, k: int, indices: Sequence[int], full: bool) -> tup
 
 def _same_build(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether a cached ``config.json`` describes the corpus ``new`` describes (generator aside); fields
-    added to :class:`CorpusConfig` since the cache was written count as equal when they hold their default."""
+    added to `CorpusConfig` since the cache was written count as equal when they hold their default."""
     defaults = CorpusConfig().to_dict()
     oc, nc = dict(old.get("config", {})), dict(new.get("config", {}))
     for k, v in nc.items():
@@ -514,7 +517,7 @@ class BuildStats:
 
 @dataclass
 class CorpusCheck:
-    """What :func:`verify_corpus` (or a repairing :func:`build_corpus`) found and did.
+    """What `verify_corpus()` (or a repairing `build_corpus()`) found and did.
 
     Attributes:
         root: the corpus directory.
@@ -753,8 +756,8 @@ def build_corpus(
 
     Args:
         preset: ``"tiny"`` (≈ 4 min of audio), ``"small"`` (≈ 1 h), ``"medium"`` (≈ 10 h) or a
-            :class:`CorpusConfig`.
-        out: target directory; default :func:`default_dir`.
+            `CorpusConfig`.
+        out: target directory; default `default_dir()`.
         seed: the corpus is a pure function of ``(preset, seed)``; a non-negative int.
         workers: parallel worker processes (default: the CPUs available); the output does not depend on it.
         progress: show a tqdm progress bar.
@@ -764,7 +767,7 @@ def build_corpus(
     Idempotent: a finished corpus is checked cheaply (utterance count, file sizes, generator versions) and
     returned; an interrupted build resumes from its complete shards; missing or truncated audio files and
     a damaged manifest are repaired (re-rendered bit-exactly, with a ``RuntimeWarning``). Use
-    :func:`verify_corpus` for the full content-hash check.
+    `verify_corpus()` for the full content-hash check.
 
     Raises:
         ValueError: a bad argument, or ``out`` holds a corpus built from another configuration or seed.

@@ -1,8 +1,9 @@
 """``SpeechDataset`` and ``collate`` for CTC/attention training (batch them with
-:class:`bilevel.sampling.BucketBatchSampler` over ``SpeechDataset.lengths``, as :mod:`zoo.training` does).
+[`bilevel.sampling.BucketBatchSampler`][bilevel.sampling.BucketBatchSampler] over ``SpeechDataset.lengths``,
+as [`zoo.training`][zoo.training] does).
 
 Items are dictionaries ``{"id", "feats" (T, F) float32, "tokens" (U,) int64, "text", "language",
-"domain", "split", "duration"}``. :func:`collate` pads features with zeros and tokens with 0 (the blank /
+"domain", "split", "duration"}``. `collate()` pads features with zeros and tokens with 0 (the blank /
 padding id of every tokenizer here) and returns lengths.
 """
 
@@ -63,14 +64,15 @@ class SpeechDataset(Dataset[dict[str, Any]]):
     """Utterances of a built corpus (or any manifest) as features and token ids.
 
     Args:
-        corpus_dir: a corpus directory or manifest file, or a list of :class:`Utterance`.
+        corpus_dir: a corpus directory or manifest file, or a list of `Utterance`.
         split: ``"labelled"``, ``"unlabelled"``, ``"dev"``, ``"test"``, several of them, or ``None`` (all).
-        tokenizer: anything with ``encode(str) -> list[int]`` (see :mod:`zoo.data.tokenizers`).
-        features: a module mapping a waveform ``(N,)`` to ``(T, F)`` (e.g. :class:`~zoo.data.LogMel`).
+        tokenizer: anything with ``encode(str) -> list[int]`` (see `zoo.data.CharTokenizer`,
+            `zoo.data.SentencePieceTokenizer`).
+        features: a module mapping a waveform ``(N,)`` to ``(T, F)`` (e.g. [`LogMel`][zoo.data.LogMel]).
         languages: keep only these languages.
         domains: keep only these domains (exact or ``fnmatch`` patterns).
         target: ``"transcript"`` (recognition) or ``"translation"`` (X→en).
-        cache: keep computed features in memory (computed lazily, or all at once with :meth:`precompute`).
+        cache: keep computed features in memory (computed lazily, or all at once with `precompute()`).
         transform: optional function applied to the features after the cache (e.g. SpecAugment).
 
     Raises ``ValueError`` naming the item for an utterance whose audio is missing, unreadable or truncated,
@@ -114,7 +116,8 @@ class SpeechDataset(Dataset[dict[str, Any]]):
 
     @property
     def lengths(self) -> list[int]:
-        """Feature frames of every item, for :class:`bilevel.sampling.BucketBatchSampler`."""
+        """Feature frames of every item, for
+        [`bilevel.sampling.BucketBatchSampler`][bilevel.sampling.BucketBatchSampler]."""
         return [self.feature_frames(i) for i in range(len(self))]
 
     def waveform(self, i: int) -> Tensor:

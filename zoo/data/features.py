@@ -2,23 +2,30 @@
 
 All features are laid out time-major, ``(T, F)`` for one utterance and ``(B, T, F)`` for a batch.
 
-* :class:`LogMel`: :math:`\\log(\\max(M |STFT(x)|^2, \\epsilon))` with an HTK mel filterbank ``M``
-  (``torchaudio.transforms.MelSpectrogram``, centred frames: :math:`T = \\lfloor N / hop \\rfloor + 1`).
-* :class:`Fbank`: Kaldi-compatible log mel filterbank (``torchaudio.compliance.kaldi.fbank``; Povey et al.,
-  2011), 25 ms Povey windows every 10 ms, no padding: :math:`T = 1 + \\lfloor (N - 400) / 160 \\rfloor`.
-* :func:`spec_augment` / :class:`SpecAugment`: frequency and time masking (Park et al., 2019), with an
-  explicit ``torch.Generator``; masks are filled with the utterance mean (or zeros).
-* :func:`utterance_cmvn`, :class:`GlobalCMVN`: per-utterance or corpus-level mean/variance normalisation.
-* :func:`stack_frames`: concatenate ``n`` consecutive frames every ``stride`` frames (low-frame-rate
+* `LogMel`: $\\log(\\max(M |STFT(x)|^2, \\epsilon))$ with an HTK mel filterbank ``M``
+  (``torchaudio.transforms.MelSpectrogram``, centred frames: $T = \\lfloor N / hop \\rfloor + 1$).
+* `Fbank`: Kaldi-compatible log mel filterbank (``torchaudio.compliance.kaldi.fbank``; Povey et al.,
+  2011), 25 ms Povey windows every 10 ms, no padding: $T = 1 + \\lfloor (N - 400) / 160 \\rfloor$.
+* `spec_augment()` / `SpecAugment`: frequency and time masking (Park et al., 2019), with an
+  explicit ``torch.Generator``; masks are filled with the utterance mean (or zeros);
+  `spec_augment_batch()` masks the valid frames of each utterance of a padded batch.
+* `utterance_cmvn()`, `GlobalCMVN`: per-utterance or corpus-level mean/variance normalisation.
+* `FeatureSpec` / `Features`: the zoo ASR models' features (log-mel, per-utterance CMVN),
+  one description and one module for training and transcription alike.
+* `stack_frames()`: concatenate ``n`` consecutive frames every ``stride`` frames (low-frame-rate
   features, Pundak & Sainath, 2016): ``(T, F) → (⌈T / stride⌉, n F)``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, overload
 
 import torch
 from torch import Tensor, nn
+
+from zoo.checks import check_int
 
 
 def _wave(x: Tensor | object) -> Tensor:
@@ -186,7 +193,7 @@ def spec_augment(
 
 
 class SpecAugment(nn.Module):
-    """Module form of :func:`spec_augment`; active only in training mode. ``(T, F)`` or ``(B, T, F)``."""
+    """Module form of `spec_augment()`; active only in training mode. ``(T, F)`` or ``(B, T, F)``."""
 
     def __init__(
         self,
@@ -217,6 +224,25 @@ class SpecAugment(nn.Module):
         return spec_augment(feats, generator=self.generator, **self.kw)  # type: ignore[arg-type]
 
 
+def spec_augment_batch(feats: Tensor, feat_lens: Tensor, generator: torch.Generator, **kwargs: Any) -> Tensor:
+    """SpecAugment of a padded batch ``(B, T, F)``: `spec_augment()` (2 frequency masks of up
+    to 8 bins, 2 time masks of up to 20 frames and 20 % of the utterance; masked cells set to 0, the mean of
+    normalised features) on the ``feat_lens[b]`` valid frames of each utterance; padding stays untouched.
+    ``kwargs`` go to `spec_augment()`."""
+    if feats.dim() != 3 or feat_lens.shape != feats.shape[:1]:
+        raise ValueError(
+            f"feats must be (B, T, F) and feat_lens (B,), got {tuple(feats.shape)} and "
+            f"{tuple(feat_lens.shape)}"
+        )
+    out = feats.clone()
+    kw = {"fill": "zero", **kwargs}
+    for b in range(feats.shape[0]):
+        n = int(feat_lens[b])
+        if n > 0:
+            out[b, :n] = spec_augment(feats[b, :n], generator=generator, **kw)
+    return out
+
+
 def utterance_cmvn(feats: Tensor, variance: bool = True, eps: float = 1e-5) -> Tensor:
     """Per-utterance mean (and variance) normalisation over time of ``(T, F)`` features."""
     if feats.dim() != 2:
@@ -228,7 +254,7 @@ def utterance_cmvn(feats: Tensor, variance: bool = True, eps: float = 1e-5) -> T
 
 
 class GlobalCMVN(nn.Module):
-    """Corpus-level mean/variance normalisation: ``(x - μ) / σ`` with statistics from :meth:`fit`.
+    """Corpus-level mean/variance normalisation: ``(x - μ) / σ`` with statistics from `fit()`.
 
     Accumulates in float64 (sum and sum of squares over every frame of every utterance).
     """
@@ -275,29 +301,95 @@ class GlobalCMVN(nn.Module):
         return m
 
 
-def stack_frames(feats: Tensor, n: int = 3, stride: int | None = None) -> Tensor:
-    """Stack ``n`` consecutive frames every ``stride`` (default ``n``) frames: ``(T, F)`` → ``(T', nF)``
-    with :math:`T' = \\lceil T / stride \\rceil`; the last frame is repeated to fill the final window.
-    ``(B, T, F)`` batches are stacked along time the same way."""
+def stack_frames(feats: Tensor, n: int = 3, stride: int | None = None, *, drop_last: bool = False) -> Tensor:
+    """Stack ``n`` consecutive frames every ``stride`` (default ``n``) frames (low-frame-rate features):
+    ``(..., T, F)`` → ``(..., T', nF)``, for one utterance ``(T, F)`` or a padded batch ``(B, T, F)``.
+
+    By default the last frame is repeated to fill the final window, $T' = \\lceil T / stride \\rceil$;
+    with ``drop_last`` an incomplete final window is dropped instead, $T' = \\lfloor (T - n) / stride
+    \\rfloor + 1$ (``T // n`` when ``stride == n``; the zoo's encoders stack this way, as Granite drops the
+    last frame of an odd count). `stacked_length()` gives $T'$ for a length or a lengths tensor.
+    """
     stride = n if stride is None else stride
     if n < 1 or stride < 1:
         raise ValueError(f"n and stride must be >= 1, got {n}, {stride}")
-    if feats.dim() == 3:
-        return torch.stack([stack_frames(f, n, stride) for f in feats])
-    if feats.dim() != 2:
+    if feats.dim() not in (2, 3):
         raise ValueError(f"feats must be (T, F) or (B, T, F), got shape {tuple(feats.shape)}")
-    T = feats.shape[0]
-    if T == 0:
-        return feats.new_zeros(0, n * feats.shape[1])
-    out_t = -(-T // stride)
+    T, Fd = feats.shape[-2:]
+    out_t = stacked_length(int(T), stride, n=n, drop_last=drop_last)
+    if out_t == 0:
+        return feats.new_zeros(*feats.shape[:-2], 0, n * Fd)
+    if stride == n and out_t * n <= T:  # plain reshape: no gather, no padding
+        return feats[..., : out_t * n, :].reshape(*feats.shape[:-2], out_t, n * Fd)
     need = (out_t - 1) * stride + n
-    x = torch.cat([feats, feats[-1:].expand(max(need - T, 0), -1)]) if need > T else feats
-    idx = torch.arange(out_t)[:, None] * stride + torch.arange(n)[None]
-    return x[idx].reshape(out_t, -1)
+    if need > T:
+        last = feats[..., -1:, :]
+        feats = torch.cat([feats, last.expand(*last.shape[:-2], need - T, Fd)], dim=-2)
+    idx = torch.arange(out_t, device=feats.device)[:, None] * stride + torch.arange(n, device=feats.device)
+    return feats[..., idx, :].reshape(*feats.shape[:-2], out_t, n * Fd)
 
 
-def stacked_length(length: int | Tensor, stride: int) -> int | Tensor:
-    """Frames after :func:`stack_frames` with this ``stride`` (works on ints and length tensors)."""
+@overload
+def stacked_length(length: int, stride: int, *, n: int | None = None, drop_last: bool = False) -> int: ...
+@overload
+def stacked_length(
+    length: Tensor, stride: int, *, n: int | None = None, drop_last: bool = False
+) -> Tensor: ...
+def stacked_length(
+    length: int | Tensor, stride: int, *, n: int | None = None, drop_last: bool = False
+) -> int | Tensor:
+    """Frames after `stack_frames()` with this ``stride``, window ``n`` (default ``stride``) and
+    ``drop_last`` (works on ints and length tensors)."""
+    n = stride if n is None else n
+    if not drop_last:
+        if isinstance(length, Tensor):
+            return torch.div(length + stride - 1, stride, rounding_mode="floor")
+        return -(-int(length) // stride)
     if isinstance(length, Tensor):
-        return torch.div(length + stride - 1, stride, rounding_mode="floor")
-    return -(-int(length) // stride)
+        return torch.div(length - n, stride, rounding_mode="floor").add(1).clamp(min=0)
+    return max((int(length) - n) // stride + 1, 0)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The features a model was trained on: log-mel (`LogMel`, 25 ms windows every 10 ms)
+    with ``n_mels`` bands at ``sample_rate`` Hz, then per-utterance mean/variance normalisation over time
+    when ``cmvn`` (`utterance_cmvn()`), as the zoo's training recipes compute them."""
+
+    sample_rate: int = 16000
+    n_mels: int = 80
+    cmvn: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("sample_rate", "n_mels"):
+            check_int(getattr(self, name), f"FeatureSpec.{name}", low=1)
+        if not isinstance(self.cmvn, bool):
+            raise TypeError(f"FeatureSpec.cmvn must be a bool, got {type(self.cmvn).__name__}")
+
+    def build(self) -> Features:
+        """The feature module: waveform ``(N,)`` → ``(T, n_mels)``, with ``num_frames`` for bucketing."""
+        return Features(self)
+
+
+class Features(nn.Module):
+    """`FeatureSpec` as a module: log-mel, then per-utterance CMVN when ``spec.cmvn``.
+
+    Training (``zoo.train``, the BL-JUST recipe) and
+    [`zoo.transcribe.transcribe()`][zoo.transcribe.transcribe] both compute their
+    features with it, so they agree exactly."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.mel = LogMel(sample_rate=spec.sample_rate, n_mels=spec.n_mels)
+
+    @property
+    def dim(self) -> int:
+        return self.spec.n_mels
+
+    def num_frames(self, num_samples: int) -> int:
+        return int(self.mel.num_frames(num_samples))
+
+    def forward(self, wav: Tensor) -> Tensor:
+        f = self.mel(wav)
+        return utterance_cmvn(f) if self.spec.cmvn else f

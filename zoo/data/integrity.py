@@ -1,15 +1,17 @@
 """Integrity of a generated corpus cache: file sizes and content hashes, generator versions.
 
-A generated corpus is cached on disk (``$ZOO_DATA_DIR``, see :func:`zoo.data.default_dir`) and reused by
+A generated corpus is cached on disk (``$ZOO_DATA_DIR``, see [`zoo.data.default_dir()`][zoo.data.default_dir])
+and reused by
 every later run, so a damaged or stale cache would silently change every result computed from it. Three
 records guard it:
 
 * every manifest line carries the size in bytes and the SHA-256 of its audio file
-  (:attr:`zoo.data.Utterance.file_size`, :attr:`zoo.data.Utterance.sha256`);
-* ``config.json`` records the *generator*: the package version, :data:`SYNTHESIS_VERSION`, a
-  fingerprint of the generator's code (:func:`code_fingerprint`), the ``espeakng-loader`` and eSpeak NG
+  ([`zoo.data.Utterance.file_size`][zoo.data.Utterance.file_size],
+  [`zoo.data.Utterance.sha256`][zoo.data.Utterance.sha256]);
+* ``config.json`` records the *generator*: the package version, `SYNTHESIS_VERSION`, a
+  fingerprint of the generator's code (`code_fingerprint()`), the ``espeakng-loader`` and eSpeak NG
   versions and, when the corpus uses it, Festival's version. A cache whose generator versions differ
-  from the running ones is refused (:class:`StaleCorpusError`) rather than reused; one built by other
+  from the running ones is refused (`StaleCorpusError`) rather than reused; one built by other
   code under the same versions is used with a ``RuntimeWarning``; the versions of numpy, torch,
   torchaudio and libsndfile are recorded beside it for diagnosis;
 * loading checks counts, sizes and versions (cheap: one ``stat`` per file); ``python -m zoo.data verify``
@@ -32,11 +34,12 @@ from zoo.data.manifest import Utterance
 
 #: Version of the corpus generation code (planning, text, synthesis, perturbation, encoding). Bump it with
 #: every change that alters a single output sample or manifest field of a corpus built from an unchanged
-#: :class:`zoo.data.CorpusConfig`: caches built by other values are then refused instead of reused.
+#: [`zoo.data.CorpusConfig`][zoo.data.CorpusConfig]: caches built by other values are then refused instead of
+# reused.
 SYNTHESIS_VERSION = 2
 
 
-#: The modules whose code determines a generated corpus's content (see :func:`code_fingerprint`).
+#: The modules whose code determines a generated corpus's content (see `code_fingerprint()`).
 GENERATOR_MODULES: tuple[str, ...] = (
     "zoo.data.corpus",
     "zoo.data.text",
@@ -78,11 +81,11 @@ def _code_of(path: Path) -> str:
 
 @cache
 def code_fingerprint() -> str:
-    """A short hash of the code of :data:`GENERATOR_MODULES` (syntax trees, docstrings left out).
+    """A short hash of the code of `GENERATOR_MODULES` (syntax trees, docstrings left out).
 
     It changes with any code change in them; loading a corpus cached by other code then warns (see
-    :func:`code_changed`), so that a change that alters the corpus without a bump of
-    :data:`SYNTHESIS_VERSION` does not go unnoticed. ``"unavailable"`` when the sources are not installed.
+    `code_changed()`), so that a change that alters the corpus without a bump of
+    `SYNTHESIS_VERSION` does not go unnoticed. ``"unavailable"`` when the sources are not installed.
     """
     h = hashlib.sha256()
     for name in GENERATOR_MODULES:
@@ -130,7 +133,7 @@ def environment_versions() -> dict[str, Any]:
 
 def version_differences(recorded: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
     """Human-readable differences between a recorded and the current generator's versions (empty when
-    equal); the code fingerprint is not a version and is left out (see :func:`code_changed`)."""
+    equal); the code fingerprint is not a version and is left out (see `code_changed()`)."""
     if not recorded:
         return ["the cache records no generator version (it was built by an older release)"]
     keys = sorted((set(recorded) | set(current)) - {"code"})
@@ -142,9 +145,9 @@ def version_differences(recorded: Mapping[str, Any] | None, current: Mapping[str
 
 
 def code_changed(recorded: Mapping[str, Any] | None, current: Mapping[str, Any]) -> bool:
-    """Whether the generator's code changed since a cache was built without :data:`SYNTHESIS_VERSION`
+    """Whether the generator's code changed since a cache was built without `SYNTHESIS_VERSION`
     changing. That is a warning, not a refusal: most code changes (refactors, the build and check code in
-    :mod:`zoo.data.corpus`) leave the corpus as it is, and only their author knows."""
+    [`zoo.data.corpus`][zoo.data.corpus]) leave the corpus as it is, and only their author knows."""
     if not recorded:
         return False
     return recorded.get("code") != current.get("code")
@@ -188,7 +191,7 @@ def file_problem(u: Utterance, full: bool = False) -> str | None:
 
 
 def damaged(utts: Iterable[Utterance], full: bool = False) -> dict[str, str]:
-    """``{utterance id: problem}`` for every utterance whose audio file fails :func:`file_problem`."""
+    """``{utterance id: problem}`` for every utterance whose audio file fails `file_problem()`."""
     out: dict[str, str] = {}
     for u in utts:
         why = file_problem(u, full)

@@ -1,4 +1,4 @@
-"""The manifest: one JSON object per line, one line per utterance (:class:`Utterance`)."""
+"""The manifest: one JSON object per line, one line per utterance (`Utterance`)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class Utterance:
         augment: every perturbation parameter applied (rate, pitch, speed, VTLP, SNR, gain, ...).
         file_size: size of the audio file in bytes (0 = not recorded, e.g. by a real-corpus reader).
         sha256: SHA-256 of the audio file's bytes, hex ("" = not recorded). Generated corpora record both,
-            so that a damaged file is found (see :func:`zoo.data.verify_corpus`).
+            so that a damaged file is found (see [`zoo.data.verify_corpus()`][zoo.data.verify_corpus]).
     """
 
     id: str
@@ -89,7 +89,7 @@ _FIELD_TYPES = {f.name: f for f in fields(Utterance)}
 
 
 def utterance_from_dict(d: Mapping[str, Any], root: Path | None = None, where: str = "") -> Utterance:
-    """Build an :class:`Utterance` from a manifest record; errors name the item and the missing field."""
+    """Build an `Utterance` from a manifest record; errors name the item and the missing field."""
     if not isinstance(d, Mapping):
         raise ValueError(f"{where}: manifest record must be a JSON object, got {type(d).__name__}")
     item = d.get("id", "<no id>")

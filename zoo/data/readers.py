@@ -1,4 +1,4 @@
-"""Readers for real corpora in their standard layouts, returning :class:`~zoo.data.Utterance` lists.
+"""Readers for real corpora in their standard layouts, returning [`Utterance`][zoo.data.Utterance] lists.
 
 * LibriSpeech (Panayotov et al., 2015): ``<root>/<subset>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt``
   with lines ``<utt id> <TRANSCRIPT>`` and one ``<utt id>.flac`` per line. Audio is probed with
@@ -7,7 +7,7 @@
   ``sentence`` (source transcript) and ``translation``; ``client_id`` (speaker) is optional; ``path`` is
   relative to ``clips_dir`` (default: the ``clips`` folder beside the TSV).
 
-Transcripts and translations are normalised with :func:`zoo.data.normalize`.
+Transcripts and translations are normalised with [`zoo.data.normalize()`][zoo.data.normalize].
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def read_librispeech(root: str | Path, subset: str | None = None, split: str = "
 
     ``domain`` is ``"librispeech:<subset>"`` and ``voice`` the speaker id. Raises ``FileNotFoundError`` when
     no transcript file is found, ``ValueError`` naming the file and line for a malformed transcript line
-    and :class:`~zoo.data.AudioError` naming the utterance when its flac is missing or unreadable.
+    and [`AudioError`][zoo.data.AudioError] naming the utterance when its flac is missing or unreadable.
     """
     _check_split(split)
     base = Path(root) / subset if subset else Path(root)

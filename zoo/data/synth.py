@@ -9,9 +9,9 @@ minute), base pitch and pitch range are parameters.
 
 Determinism. Given the same random seed (``espeak_ng_SetRandSeed``) eSpeak is deterministic, except that
 the vocoder keeps a few static variables (glottal phase, flutter index) from one call to the next inside a
-process. :func:`synthesize` therefore runs every batch in a *fresh* process (forked while the
+process. `synthesize()` therefore runs every batch in a *fresh* process (forked while the
 caller has never synthesised, otherwise from a clean fork server), which makes its output bit-exact
-reproducible; :func:`synthesize_here` runs in the calling
+reproducible; `synthesize_here()` runs in the calling
 process (faster for interactive use: same text, same duration, but sample values depend on what the
 process synthesised before).
 
@@ -103,7 +103,7 @@ def data_path() -> Path:
 def espeak_version() -> str:
     """The version of the eSpeak NG library that ``espeakng-loader`` ships (``espeak_Info``), e.g. "1.52.0".
 
-    Loading the library to ask does not synthesise, so :func:`engine_used` stays false.
+    Loading the library to ask does not synthesise, so `engine_used()` stays false.
     """
     import espeakng_loader
 
@@ -125,8 +125,8 @@ class VoiceSpec:
     """An eSpeak NG voice: language, variant (the simulated speaker), rate and pitch.
 
     Attributes:
-        language: corpus language code (one of :data:`zoo.data.text.LANGUAGES`).
-        variant: an eSpeak variant name (see :func:`available_variants`).
+        language: corpus language code (one of `zoo.data.LANGUAGES`).
+        variant: an eSpeak variant name (see `available_variants()`).
         rate: speaking rate in words per minute, 80 to 450 (eSpeak default 175).
         pitch: base pitch, 0 to 99 (default 50).
         pitch_range: pitch range (intonation excursion), 0 to 99 (default 50).
@@ -240,7 +240,7 @@ def synthesize_here(text: str, voice: VoiceSpec, seed: int = 0, sample_rate: int
     """Synthesise ``text`` with ``voice`` in this process; returns float32 samples in [-1, 1].
 
     The duration is deterministic; sample values also depend on what this process synthesised before
-    (see the module docstring). Use :func:`synthesize` for bit-exact reproducibility.
+    (see the module docstring). Use `synthesize()` for bit-exact reproducibility.
     """
     _check_text(text)
     if not isinstance(voice, VoiceSpec):
@@ -255,10 +255,10 @@ def synthesize_here(text: str, voice: VoiceSpec, seed: int = 0, sample_rate: int
 def advance_state(text: str, voice: VoiceSpec, seed: int = 0) -> None:
     """Run eSpeak NG on ``text`` in this process and discard the audio.
 
-    This leaves the vocoder's state (see the module docstring) where :func:`synthesize_here` with the same
+    This leaves the vocoder's state (see the module docstring) where `synthesize_here()` with the same
     arguments would leave it, at a fraction of the cost (no resampling). Replaying the utterances that
     precede one in a fresh process reproduces that utterance bit-exactly without rendering the others,
-    which is how :func:`zoo.data.verify_corpus` repairs a single damaged file.
+    which is how [`zoo.data.verify_corpus()`][zoo.data.verify_corpus] repairs a single damaged file.
     """
     _check_text(text)
     _engine().synth(text, voice, seed)
@@ -291,7 +291,7 @@ def fresh_pool(workers: int) -> Any:
     """A process pool whose every task runs in a fresh process with a pristine eSpeak state.
 
     ``maxtasksperchild=1`` gives every task its own process. On Linux the workers are forked from this
-    process while it has never synthesised (:func:`engine_used` is false), which needs no ``__main__``
+    process while it has never synthesised (`engine_used()` is false), which needs no ``__main__``
     guard; once it has, they are forked from a fork server that never synthesises (like ``spawn``, this
     re-imports a script's main module in the workers, so scripts need ``if __name__ == "__main__":``).
     Elsewhere the workers are spawned.
@@ -321,7 +321,7 @@ def synthesize(
 
     Args:
         texts: the texts to speak.
-        voices: one :class:`VoiceSpec` per text, or one for all.
+        voices: one `VoiceSpec` per text, or one for all.
         seeds: eSpeak random seeds (one per text, or one for all).
         sample_rate: output rate in Hz (eSpeak renders at 22 050 Hz; resampled with a windowed sinc).
     """

@@ -1,6 +1,6 @@
 """Text content of the generated corpus: number phrases, quantity phrases and small-vocabulary sentences.
 
-Every item is a :class:`Phrase` with the text spoken in its language (``spoken``), the normalised
+Every item is a `Phrase` with the text spoken in its language (``spoken``), the normalised
 transcript (the recognition target) and the English rendering (the X→en translation target).
 
 Three kinds of content, all in English, French, German, Spanish, Italian and Portuguese:
@@ -12,7 +12,7 @@ Three kinds of content, all in English, French, German, Spanish, Italian and Por
 * ``sentence``: one of a few templates filled from a small vocabulary with gender and case agreement
   (``"la maison est blanche"`` → ``"the house is white"``).
 
-Normalisation (:func:`normalize`): Unicode NFC, lower case, hyphens and en/em dashes become spaces, every
+Normalisation (`normalize()`): Unicode NFC, lower case, hyphens and en/em dashes become spaces, every
 character that is neither a letter, a digit, an apostrophe nor a space is dropped, typographic
 apostrophes become ``'``, runs of white space collapse to one space, and the ends are stripped. Accents
 are kept (``"où"`` stays ``"où"``).
@@ -69,7 +69,7 @@ class Phrase:
 
 
 def check_language(language: str) -> str:
-    """Return ``language`` if it is one of :data:`LANGUAGES`, else raise a ``ValueError`` naming it."""
+    """Return ``language`` if it is one of `LANGUAGES`, else raise a ``ValueError`` naming it."""
     if language not in LANGUAGES:
         raise ValueError(f"unknown language {language!r}; expected one of {', '.join(LANGUAGES)}")
     return language
@@ -342,7 +342,7 @@ def _sentence(
 
 
 def vocabulary(language: str) -> list[str]:
-    """The set of normalised words that :func:`random_phrase` can produce in ``language``, sorted."""
+    """The set of normalised words that `random_phrase()` can produce in ``language``, sorted."""
     check_language(language)
     words: set[str] = set()
     for n in range(0, 1000):
@@ -371,7 +371,7 @@ def random_phrase(
     """Draw one phrase in ``language`` from ``rng``.
 
     Args:
-        language: one of :data:`LANGUAGES`.
+        language: one of `LANGUAGES`.
         rng: a numpy ``Generator``; the draw is a pure function of its state.
         kind: ``"number"``, ``"quantity"``, ``"sentence"`` or ``None`` to draw it with ``kind_weights``.
         kind_weights: probabilities of the three kinds when ``kind`` is ``None``.
@@ -407,7 +407,7 @@ def random_phrase(
 
 
 def phrase_from_text(text: str, language: str, translation: str | None = None) -> Phrase:
-    """Wrap user text as a :class:`Phrase` (kind ``"custom"``); raises ``ValueError`` when it is empty."""
+    """Wrap user text as a `Phrase` (kind ``"custom"``); raises ``ValueError`` when it is empty."""
     check_language(language)
     t = normalize(text)
     if not t:

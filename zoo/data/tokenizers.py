@@ -3,9 +3,9 @@
 Both share one interface: ``encode(str) -> list[int]``, ``decode(list[int]) -> str``, ``vocab_size``,
 ``blank_id == 0`` (reserved for the CTC blank / padding, never produced by ``encode``), ``save``/``load``.
 
-* :class:`CharTokenizer`: one id per character seen in the training text (space included), plus
+* `CharTokenizer`: one id per character seen in the training text (space included), plus
   ``<blank>`` = 0 and ``<unk>`` = 1 for characters never seen.
-* :class:`SentencePieceTokenizer`: subwords from the unigram language model (Kudo, 2018, "Subword
+* `SentencePieceTokenizer`: subwords from the unigram language model (Kudo, 2018, "Subword
   regularization") or byte-pair encoding (Sennrich et al., 2016), trained with the ``sentencepiece``
   library (Kudo & Richardson, 2018); ids 0–3 are ``<blank>`` (SentencePiece's pad), ``<unk>``,
   ``<s>`` (``bos_id``) and ``</s>`` (``eos_id``).
@@ -115,7 +115,7 @@ class CharTokenizer:
 class SentencePieceTokenizer:
     """A SentencePiece model with ``blank_id = 0`` (pad), ``unk_id = 1``, ``bos_id = 2``, ``eos_id = 3``.
 
-    Build one with :meth:`train` or :meth:`load` (a ``.model`` file).
+    Build one with `train()` or `load()` (a ``.model`` file).
     """
 
     blank_id = 0

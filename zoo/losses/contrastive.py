@@ -4,23 +4,23 @@ This is the lower-level (self-supervised) loss of BL-JUST (arXiv 2401.06980, 241
 code computes it (``BL-JUST/model/{main,model}.py``):
 
 1. a *context* window and the *future* window that follows it are encoded **separately** by the shared
-   encoder, :math:`c = \mathrm{enc}(x_{\mathrm{ctx}})` and :math:`z = \mathrm{enc}(x_{\mathrm{fut}})`, so a
+   encoder, $c = \mathrm{enc}(x_{\mathrm{ctx}})$ and $z = \mathrm{enc}(x_{\mathrm{fut}})$, so a
    bidirectional encoder cannot peek at the frames it has to predict;
-2. one linear predictor :math:`W` is applied autoregressively from the last context frame,
-   :math:`\hat z_1 = W c_{\mathrm{last}},\ \hat z_{k+1} = W \hat z_k` for :math:`k < K`
+2. one linear predictor $W$ is applied autoregressively from the last context frame,
+   $\hat z_1 = W c_{\mathrm{last}},\ \hat z_{k+1} = W \hat z_k$ for $k < K$
    (``mode="per_step"`` uses one predictor per step instead, as in van den Oord et al., 2018);
-3. the :math:`B K` (prediction, target) pairs are flattened and scored with InfoNCE with in-batch negatives,
-   L2-normalised, temperature :math:`\tau` (default 0.1, the ``info_nce`` package's default):
+3. the $B K$ (prediction, target) pairs are flattened and scored with InfoNCE with in-batch negatives,
+   L2-normalised, temperature $\tau$ (default 0.1, the ``info_nce`` package's default):
 
-.. math::
+$$
+\mathcal{L} = -\frac{1}{N}\sum_{i=1}^{N}
+\log \frac{\exp(\langle \bar q_i, \bar p_i\rangle/\tau)}
+{\sum_{j=1}^{N}\exp(\langle \bar q_i, \bar p_j\rangle/\tau)},
+\qquad \bar u = u / \lVert u \rVert_2,\quad N = BK.
+$$
 
-    \mathcal{L} = -\frac{1}{N}\sum_{i=1}^{N}
-        \log \frac{\exp(\langle \bar q_i, \bar p_i\rangle/\tau)}
-                  {\sum_{j=1}^{N}\exp(\langle \bar q_i, \bar p_j\rangle/\tau)},
-    \qquad \bar u = u / \lVert u \rVert_2,\quad N = BK.
-
-Functional core: :func:`info_nce`, :func:`rollout`, :func:`crop_context_future`, :func:`cpc_info_nce`;
-:class:`CPCLoss` is the module that owns the predictor (the head :math:`\eta` of the lower level).
+Functional core: `info_nce()`, `rollout()`, `crop_context_future()`, `cpc_info_nce()`;
+`CPCLoss` is the module that owns the predictor (the head $\eta$ of the lower level).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def info_nce(query: Tensor, positive: Tensor, temperature: float = 0.1, normaliz
     Args:
         query: ``(N, D)`` predictions.
         positive: ``(N, D)`` targets; the other ``N - 1`` rows are the negatives of each query.
-        temperature: :math:`\tau > 0`.
+        temperature: $\tau > 0$.
         normalize: L2-normalise both sides first (cosine similarities), as the ``info_nce`` package does.
 
     Returns:
@@ -71,7 +71,7 @@ def info_nce(query: Tensor, positive: Tensor, temperature: float = 0.1, normaliz
 def rollout(predictor: nn.Module | nn.ModuleList, start: Tensor, steps: int) -> Tensor:
     r"""Predictions for ``steps`` future frames from ``start`` ``(B, D)``; returns ``(B, steps, D)``.
 
-    A single module is chained autoregressively (:math:`\hat z_{k+1} = W \hat z_k`, the authors' code);
+    A single module is chained autoregressively ($\hat z_{k+1} = W \hat z_k$, the authors' code);
     an ``nn.ModuleList`` applies its ``k``-th module to ``start`` for step ``k`` (per-step predictors).
     """
     check_int(steps, "steps", low=1)
@@ -135,7 +135,7 @@ def cpc_info_nce(
     """Multi-step CPC InfoNCE from encoded context and future windows.
 
     Predicts the first ``K = min(steps, shortest future)`` future frames from the last valid context frame
-    and scores all ``B·K`` pairs with :func:`info_nce` (negatives: every other pair in the batch, including
+    and scores all ``B·K`` pairs with `info_nce()` (negatives: every other pair in the batch, including
     other steps of the same utterance, as the authors' ``multi_step_info_nce`` does).
     """
     check_int(steps, "steps", low=1)
@@ -153,20 +153,20 @@ def cpc_info_nce(
 
 
 class CPCLoss(nn.Module):
-    r"""CPC / InfoNCE lower-level loss with its own predictor head (BL-JUST's :math:`\eta`).
+    r"""CPC / InfoNCE lower-level loss with its own predictor head (BL-JUST's $\eta$).
 
     ``loss = cpc(encoder, feats, lens)`` crops a (context, future) pair per utterance, encodes both windows
-    with ``encoder`` (two forward passes of the shared encoder), and returns :func:`cpc_info_nce`.
+    with ``encoder`` (two forward passes of the shared encoder), and returns `cpc_info_nce()`.
 
     Args:
-        dim: encoder width :math:`D`.
-        steps: :math:`K`, the number of future encoder frames predicted.
+        dim: encoder width $D$.
+        steps: $K$, the number of future encoder frames predicted.
         context_frames: input frames in the context window (authors: 2 s).
         future_frames: input frames in the future window (authors: 1 s); must encode to at least one frame.
-        temperature: InfoNCE :math:`\tau` (authors: 0.1).
+        temperature: InfoNCE $\tau$ (authors: 0.1).
         mode: ``"autoregressive"`` (one ``Linear(D, D)`` chained, the authors' code) or ``"per_step"``
             (one ``Linear(D, D)`` per step).
-        seed: seeds the window positions (a private generator, saved in :meth:`state_dict`).
+        seed: seeds the window positions (a private generator, saved in `state_dict()`).
     """
 
     def __init__(

@@ -2,20 +2,20 @@ r"""Masked prediction: reconstruct masked input frames from the encoder's hidden
 
 The second lower-level loss option of the BL-JUST recipe (the journal version, arXiv 2412.08548, reports
 "a variety of loss functions"). Spans of input frames are zeroed, the shared encoder encodes the corrupted
-features, and a linear head :math:`\eta` predicts the original frames under each masked hidden frame
+features, and a linear head $\eta$ predicts the original frames under each masked hidden frame
 (Mockingjay/TERA-style L1 reconstruction; Liu et al., 2020). With an encoder that subsamples by ``stride``
-each hidden frame :math:`t` covers the input frames :math:`[t s, (t+1) s)`, so the head outputs
-:math:`s F` values:
+each hidden frame $t$ covers the input frames $[t s, (t+1) s)$, so the head outputs
+$s F$ values:
 
-.. math::
+$$
+\mathcal{L} = \frac{1}{|M|\, s F} \sum_{(b, t) \in M}
+\bigl\lVert W h_{b,t} - \mathrm{vec}(x_{b,\,ts:(t+1)s}) \bigr\rVert_1,
+$$
 
-    \mathcal{L} = \frac{1}{|M|\, s F} \sum_{(b, t) \in M}
-        \bigl\lVert W h_{b,t} - \mathrm{vec}(x_{b,\,ts:(t+1)s}) \bigr\rVert_1,
+where $M$ is the set of masked, valid hidden frames.
 
-where :math:`M` is the set of masked, valid hidden frames.
-
-Functional core: :func:`span_mask`, :func:`fold_frames`, :func:`masked_reconstruction_loss`;
-:class:`MaskedPredictionLoss` owns the head.
+Functional core: `span_mask()`, `fold_frames()`, `masked_reconstruction_loss()`;
+`MaskedPredictionLoss` owns the head.
 """
 
 from __future__ import annotations
@@ -84,12 +84,12 @@ class MaskedPredictionLoss(nn.Module):
     r"""Masked-frame reconstruction lower-level loss with its own linear head.
 
     Args:
-        dim: encoder width :math:`D`.
-        n_feats: input feature size :math:`F`.
-        stride: the encoder's time subsampling :math:`s` (hidden frames = ⌈T / s⌉).
+        dim: encoder width $D$.
+        n_feats: input feature size $F$.
+        stride: the encoder's time subsampling $s$ (hidden frames = ⌈T / s⌉).
         mask_prob: fraction of each utterance's hidden frames covered by spans (before overlaps).
         span: span length in hidden frames.
-        seed: seeds the masks (a private generator, saved in :meth:`state_dict`).
+        seed: seeds the masks (a private generator, saved in `state_dict()`).
     """
 
     def __init__(

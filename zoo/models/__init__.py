@@ -21,7 +21,6 @@ from zoo.models.conformer import (
     ModelOutput,
     conformer_config,
     ctc_loss,
-    stack_frames,
 )
 from zoo.models.dota import DOTA, DOTA_PRESETS, DOTAConfig, dota_config
 from zoo.models.masks import block_mask, causal_mask, lengths_to_mask, prefix_lm_mask
@@ -58,10 +57,9 @@ __all__ = [
     "preset_config",
     "relative_attention",
     "sar_config",
-    "stack_frames",
 ]
 
-#: Names accepted by :func:`build_model` and ``python -m zoo.train``.
+#: Names accepted by `build_model()` and ``python -m zoo.train``.
 MODEL_NAMES = ("conformer", "conformer-plain", "sar", "sar-ctc", "dota")
 
 
@@ -85,7 +83,7 @@ def build_model(name: str, preset: str = "tiny", **overrides: Any) -> nn.Module:
 
 
 def model_presets(name: str) -> list[str]:
-    """The preset names of model ``name`` (one of :data:`MODEL_NAMES`)."""
+    """The preset names of model ``name`` (one of `MODEL_NAMES`)."""
     if name.startswith("conformer"):
         return sorted(CONFORMER_PRESETS)
     if name.startswith("sar"):

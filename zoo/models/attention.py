@@ -1,20 +1,20 @@
 """Multi-head self-attention with Shaw relative positions and block (chunked) masks.
 
-For queries :math:`q_i` and keys :math:`k_j` of one head (dimension :math:`d_h`) and a learned table
-:math:`E \\in \\mathbb{R}^{(2R+1) \\times d_h}` of relative-position embeddings (Shaw et al., 2018, as in
+For queries $q_i$ and keys $k_j$ of one head (dimension $d_h$) and a learned table
+$E \\in \\mathbb{R}^{(2R+1) \\times d_h}$ of relative-position embeddings (Shaw et al., 2018, as in
 Granite-speech's encoder, arXiv:2505.08699):
 
-.. math::
+$$
+a_{ij} = \\frac{q_i \\cdot k_j + q_i \\cdot E_{\\mathrm{clip}(i-j,\\,-R,\\,R)}}{\\sqrt{d_h}},
+\\qquad y_i = \\sum_{j \\in \\mathcal{M}(i)} \\operatorname{softmax}_j(a_{ij})\\, v_j
+$$
 
-    a_{ij} = \\frac{q_i \\cdot k_j + q_i \\cdot E_{\\mathrm{clip}(i-j,\\,-R,\\,R)}}{\\sqrt{d_h}},
-    \\qquad y_i = \\sum_{j \\in \\mathcal{M}(i)} \\operatorname{softmax}_j(a_{ij})\\, v_j
-
-where :math:`\\mathcal{M}(i)` is the set of keys the mask lets query :math:`i` see.
+where $\\mathcal{M}(i)$ is the set of keys the mask lets query $i$ see.
 
 Two paths compute the same thing:
 
-* :func:`relative_attention` — any boolean mask, :math:`O(T^2)`;
-* :func:`block_relative_attention` — Granite's block attention (no context across blocks): the sequence is
+* `relative_attention()` — any boolean mask, $O(T^2)$;
+* `block_relative_attention()` — Granite's block attention (no context across blocks): the sequence is
   padded to a multiple of ``block`` and reshaped to ``(B, H, n_blocks, block, d_h)``, so cost grows
   linearly with length.
 
@@ -103,7 +103,9 @@ def relative_attention(
     """Attention with Shaw relative positions under an arbitrary boolean mask.
 
     Args:
-        q, k, v: ``(B, H, T, d_h)``.
+        q: queries ``(B, H, T, d_h)``.
+        k: keys ``(B, H, T, d_h)``.
+        v: values ``(B, H, T, d_h)``.
         table: ``(2R+1, d_h)`` relative-position embeddings (``R`` = max distance).
         mask: boolean, ``True`` = may attend; broadcastable to ``(B, H, T, T)``.
         dropout_p: attention dropout probability.
@@ -139,10 +141,12 @@ def block_relative_attention(
 ) -> Tensor:
     """Block attention (each block of ``block`` frames attends only within itself), in linear time.
 
-    Equal to :func:`relative_attention` with ``mask = block_mask(T, block) & valid[:, None, None, :]``.
+    Equal to `relative_attention()` with ``mask = block_mask(T, block) & valid[:, None, None, :]``.
 
     Args:
-        q, k, v: ``(B, H, T, d_h)``.
+        q: queries ``(B, H, T, d_h)``.
+        k: keys ``(B, H, T, d_h)``.
+        v: values ``(B, H, T, d_h)``.
         table: ``(2R+1, d_h)``.
         block: block size in frames.
         valid: ``(B, T)`` boolean frame validity (padding = ``False``).

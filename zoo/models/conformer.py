@@ -3,19 +3,19 @@
 This is Granite-speech's acoustic encoder (Saon et al., arXiv:2505.08699; layer definitions follow the
 released ``modeling_granite_speech.py``):
 
-.. code-block:: text
-
-    log-mel (B, T, F) ─ stack k frames ─► (B, T/k, k·F) ─ LN ─ Linear ─► (B, T', d)
-      └─ N × ConformerBlock:  h += ½·FF(h);  h += BlockAttn(LN h);  h += Conv(h);  h += ½·FF(h);  h = LN(h)
-           at layer N/2 (self-conditioning):  z = W_out h  (mid CTC logits),  h ← h + W_mid softmax(z)
-      └─ CTC head W_out (shared with the mid layer)  ─►  logits (B, T', C)
+```text
+log-mel (B, T, F) ─ stack k frames ─► (B, T/k, k·F) ─ LN ─ Linear ─► (B, T', d)
+  └─ N × ConformerBlock:  h += ½·FF(h);  h += BlockAttn(LN h);  h += Conv(h);  h += ½·FF(h);  h = LN(h)
+       at layer N/2 (self-conditioning):  z = W_out h  (mid CTC logits),  h ← h + W_mid softmax(z)
+  └─ CTC head W_out (shared with the mid layer)  ─►  logits (B, T', C)
+```
 
 Loss (self-conditioned CTC, Nozaki & Komatsu 2021, weights from Granite):
-:math:`\\mathcal{L} = w\\,\\mathrm{CTC}(z_{N/2}, y) + (1 - w)\\,\\mathrm{CTC}(z_N, y)`
-with :math:`w_{\\mathrm{mid}} = 0.2`.
+$\\mathcal{L} = w\\,\\mathrm{CTC}(z_{N/2}, y) + (1 - w)\\,\\mathrm{CTC}(z_N, y)$
+with $w_{\\mathrm{mid}} = 0.2$.
 
 Block attention: frames attend only inside their block of ``block_size`` frames (Granite: 200 = 4 s);
-relative positions (Shaw) are clipped to ``±max_distance``. :meth:`ConformerCTC.encode` returns the hidden
+relative positions (Shaw) are clipped to ``±max_distance``. `ConformerCTC.encode()` returns the hidden
 states before the CTC head, the input a contrastive lower-level loss (BL-JUST) needs.
 """
 
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.data import stack_frames, stacked_length
 from zoo.models.attention import RelPositionMultiHeadAttention
 from zoo.models.masks import lengths_to_mask
 from zoo.models.presets import preset_config
@@ -44,13 +45,12 @@ __all__ = [
     "ModelOutput",
     "conformer_config",
     "ctc_loss",
-    "stack_frames",
 ]
 
 
 @dataclass(frozen=True)
 class ConformerConfig:
-    """Configuration of :class:`ConformerCTC` (defaults: the tiny CPU model).
+    """Configuration of `ConformerCTC` (defaults: the tiny CPU model).
 
     Attributes:
         n_mels: log-mel bins per input frame.
@@ -143,18 +143,6 @@ def conformer_config(preset: str = "tiny", **overrides: Any) -> ConformerConfig:
     return preset_config(CONFORMER_PRESETS, preset, **overrides)
 
 
-def stack_frames(feats: Tensor, lengths: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Stack ``k`` consecutive frames: ``(B, T, F) → (B, T // k, k·F)``; lengths ``→ lengths // k``.
-
-    The incomplete last group is dropped (Granite drops the last frame when the count is odd).
-    """
-    if feats.dim() != 3:
-        raise ValueError(f"feats must be (B, T, F), got {tuple(feats.shape)}")
-    B, T, Fd = feats.shape
-    n = T // k
-    return feats[:, : n * k].reshape(B, n, k * Fd), torch.div(lengths, k, rounding_mode="floor")
-
-
 def ctc_loss(logits: Tensor, lengths: Tensor, tokens: Tensor, token_lens: Tensor, blank: int = 0) -> Tensor:
     """Mean CTC loss per target token, averaged over the batch (``zero_infinity=True``).
 
@@ -228,7 +216,7 @@ class ConvModule(nn.Module):
 class ConformerBlock(nn.Module):
     """Granite's conformer block: ``h += ½FF(h); h += Attn(LN h); h += Conv(h); h += ½FF(h); h = LN(h)``.
 
-    ``forward(x, valid=None, mask=None, block=None)``: see :class:`RelPositionMultiHeadAttention`.
+    ``forward(x, valid=None, mask=None, block=None)``: see `RelPositionMultiHeadAttention`.
     """
 
     def __init__(
@@ -266,7 +254,7 @@ class ConformerBlock(nn.Module):
 
 @dataclass
 class EncoderOutput:
-    """What :meth:`ConformerEncoder.forward` returns.
+    """What `ConformerEncoder.forward()` returns.
 
     Attributes:
         hidden: ``(B, T', d)`` hidden states after the last block (before the CTC head).
@@ -333,7 +321,8 @@ class ConformerEncoder(nn.Module):
             raise ValueError(f"feats must be (B, T, {self.cfg.n_mels}), got {tuple(feats.shape)}")
         if feat_lens.shape != feats.shape[:1]:
             raise ValueError(f"feat_lens must be ({feats.shape[0]},), got {tuple(feat_lens.shape)}")
-        x, lengths = stack_frames(feats, feat_lens, self.cfg.stack)
+        x = stack_frames(feats, self.cfg.stack, drop_last=True)
+        lengths = stacked_length(feat_lens, self.cfg.stack, drop_last=True)
         valid = lengths_to_mask(lengths, x.shape[1])
         h = self.input(x)
         # without padding the masks are no-ops: skip them (cheaper, identical result)
@@ -354,7 +343,7 @@ class ConformerCTC(nn.Module):
     """Conformer-CTC ASR model (Granite-speech's acoustic encoder, arXiv:2505.08699).
 
     ``forward(feats, feat_lens, tokens=None, token_lens=None) -> ModelOutput`` with loss
-    :math:`w\\,\\mathrm{CTC}_{\\mathrm{mid}} + (1-w)\\,\\mathrm{CTC}_{\\mathrm{top}}` (``w = mid_weight``);
+    $w\\,\\mathrm{CTC}_{\\mathrm{mid}} + (1-w)\\,\\mathrm{CTC}_{\\mathrm{top}}$ (``w = mid_weight``);
     ``encode`` gives the hidden states before the CTC head; ``transcribe`` decodes token ids.
     """
 

@@ -3,13 +3,13 @@
 No encoder: stacked log-mel frames are projected into the decoder's width and prepended to the text
 token embeddings; one causal Transformer stack predicts the transcript token by token.
 
-.. code-block:: text
-
-    log-mel (B, T, F) ─ stack k ─► (B, La, k·F) ─ LN ─ Linear(k·F → d, no bias) ─► audio prefix
-    [SEP] t1 … tn      ─ Embedding(V, e) ─ Linear(e → d, no bias)          ─► text
-    x = [audio ; text] + sinusoidal positions     (audio at 0…La−1, text at P, P+1, … with P = max_audio)
-      └─ L × pre-LN block: x += Attn(LN x) ; x += FF(LN x)        (no biases, GELU)
-      └─ LN(x_text) · W (d → e) · e^{-1/2} · Embeddingᵀ  ─►  next-token logits (tied output)
+```text
+log-mel (B, T, F) ─ stack k ─► (B, La, k·F) ─ LN ─ Linear(k·F → d, no bias) ─► audio prefix
+[SEP] t1 … tn      ─ Embedding(V, e) ─ Linear(e → d, no bias)          ─► text
+x = [audio ; text] + sinusoidal positions     (audio at 0…La−1, text at P, P+1, … with P = max_audio)
+  └─ L × pre-LN block: x += Attn(LN x) ; x += FF(LN x)        (no biases, GELU)
+  └─ LN(x_text) · W (d → e) · e^{-1/2} · Embeddingᵀ  ─►  next-token logits (tied output)
+```
 
 The attention mask is causal, except that with ``bidirectional_prefix`` the audio frames see each other
 (a prefix LM; the paper's best setting). Text positions start at a fixed offset ``max_audio`` (DOTA pads
@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.models.conformer import ModelOutput, stack_frames
+from zoo.data import stack_frames, stacked_length
+from zoo.models.conformer import ModelOutput
 from zoo.models.masks import lengths_to_mask
 from zoo.models.presets import preset_config
 
@@ -39,7 +40,7 @@ Cache = list[tuple[Tensor, Tensor]]
 
 @dataclass(frozen=True)
 class DOTAConfig:
-    """Configuration of :class:`DOTA` (defaults: tiny CPU model).
+    """Configuration of `DOTA` (defaults: tiny CPU model).
 
     Attributes:
         n_mels, stack: input bins and frames stacked per audio position (paper 4 or 8).
@@ -187,7 +188,8 @@ class DOTA(nn.Module):
     def _audio(self, feats: Tensor, feat_lens: Tensor) -> tuple[Tensor, Tensor]:
         if feats.dim() != 3 or feats.shape[-1] != self.cfg.n_mels:
             raise ValueError(f"feats must be (B, T, {self.cfg.n_mels}), got {tuple(feats.shape)}")
-        x, la = stack_frames(feats, feat_lens, self.cfg.stack)
+        x = stack_frames(feats, self.cfg.stack, drop_last=True)
+        la = stacked_length(feat_lens, self.cfg.stack, drop_last=True)
         if x.shape[1] > self.cfg.max_audio:
             raise ValueError(f"audio prefix of {x.shape[1]} positions exceeds max_audio={self.cfg.max_audio}")
         pos = sinusoidal_positions(torch.arange(x.shape[1], device=x.device), self.cfg.d_model)

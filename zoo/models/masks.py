@@ -1,14 +1,14 @@
 """Attention masks as boolean tensors where ``True`` means *may attend* (the convention of
-:func:`torch.nn.functional.scaled_dot_product_attention`).
+`torch.nn.functional.scaled_dot_product_attention()`).
 
 Plain functions, so tests and models share one definition:
 
-* :func:`lengths_to_mask` — ``(B, T)`` validity of each frame from the sequence lengths;
-* :func:`block_mask` — query ``i`` in block ``b = i // block`` sees keys ``j`` with
+* `lengths_to_mask()` — ``(B, T)`` validity of each frame from the sequence lengths;
+* `block_mask()` — query ``i`` in block ``b = i // block`` sees keys ``j`` with
   ``b·block − left ≤ j < (b+1)·block + right`` (``left = right = 0``: Granite's block attention;
   ``right > 0``: a look-ahead; ``left > 0``: past context);
-* :func:`causal_mask` and :func:`prefix_lm_mask` — decoder-only masks (DOTA's prefix-LM);
-* :func:`combine` — intersect a ``(T, T)`` or ``(B, T, T)`` mask with key validity.
+* `causal_mask()` and `prefix_lm_mask()` — decoder-only masks (DOTA's prefix-LM);
+* `combine()` — intersect a ``(T, T)`` or ``(B, T, T)`` mask with key validity.
 """
 
 from __future__ import annotations

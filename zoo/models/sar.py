@@ -5,25 +5,25 @@ A blockwise encoder emits CTC labels block by block (non-autoregressive inside a
 subnetwork encodes the labels emitted in earlier blocks and conditions the current block on them
 (autoregressive across blocks).
 
-.. code-block:: text
-
-    log-mel (B, T, F) ─ stack k ─► (B, T', k·F) ─ LN ─ Linear ─► x
-    block b = frames [b·S, (b+1)·S):  window [b·S − P, (b+1)·S + A) of x  ─ conformer layers ─► H_b (S, d)
-        (each window is encoded on its own: H_b depends on no frame past (b+1)·S + A)
-    labels of blocks < b: [BOS, y_1 … y_m] ─ causal Transformer (LM subnetwork) ─► C (m+1, d)
-    H'_b = H_b + CrossAttn(Q = LN H_b, K = V = C)  ─ W_sar ─► per-block CTC logits
-    plain CTC head W_ctc on H (the streaming NAR baseline and an auxiliary loss)
+```text
+log-mel (B, T, F) ─ stack k ─► (B, T', k·F) ─ LN ─ Linear ─► x
+block b = frames [b·S, (b+1)·S):  window [b·S − P, (b+1)·S + A) of x  ─ conformer layers ─► H_b (S, d)
+    (each window is encoded on its own: H_b depends on no frame past (b+1)·S + A)
+labels of blocks < b: [BOS, y_1 … y_m] ─ causal Transformer (LM subnetwork) ─► C (m+1, d)
+H'_b = H_b + CrossAttn(Q = LN H_b, K = V = C)  ─ W_sar ─► per-block CTC logits
+plain CTC head W_ctc on H (the streaming NAR baseline and an auxiliary loss)
+```
 
 Training (teacher forcing): a CTC forced alignment of the plain head (``torchaudio.functional.forced_align``)
 assigns each label to the block holding its first frame; block ``b`` is trained with CTC on its own
 labels, seeing the ground-truth labels of earlier blocks. Loss
-:math:`\\lambda\\,\\mathrm{CTC}_{\\mathrm{full}} + (1-\\lambda)\\,\\overline{\\mathrm{CTC}_b}
-+ \\mu\\,\\mathrm{CE}_{\\mathrm{LM}}` (the bar: mean over blocks).
+$\\lambda\\,\\mathrm{CTC}_{\\mathrm{full}} + (1-\\lambda)\\,\\overline{\\mathrm{CTC}_b}
++ \\mu\\,\\mathrm{CE}_{\\mathrm{LM}}$ (the bar: mean over blocks).
 
 Greedy decoding handles the block boundaries: a spike that straddles a boundary is emitted once
 (insertion fix: collapse repeats across the boundary), and a label whose spike the context-free head sees
 at the first frame of a block, but which the label-conditioned head skipped, is restored (deletion fix).
-:class:`SARStreamer` takes features or audio chunk by chunk and returns partial hypotheses.
+`SARStreamer` takes features or audio chunk by chunk and returns partial hypotheses.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.models.conformer import ConformerBlock, ModelOutput, ctc_loss, stack_frames
+from zoo.data import stack_frames, stacked_length
+from zoo.models.conformer import ConformerBlock, ModelOutput, ctc_loss
 from zoo.models.masks import lengths_to_mask
 from zoo.models.presets import preset_config
 
@@ -46,7 +47,7 @@ __all__ = ["SAR", "SAR_PRESETS", "SARConfig", "SARStreamer", "align_to_blocks", 
 
 @dataclass(frozen=True)
 class SARConfig:
-    """Configuration of :class:`SAR` (defaults: tiny CPU model).
+    """Configuration of `SAR` (defaults: tiny CPU model).
 
     Attributes:
         n_mels, stack: input bins and frames stacked per encoder frame (4 → 40 ms frames).
@@ -190,7 +191,7 @@ class SAR(nn.Module):
 
     ``forward(feats, feat_lens, tokens=None, token_lens=None) -> ModelOutput``;
     ``transcribe(feats, feat_lens, fix_boundaries=True)`` greedy block-by-block decoding;
-    ``encode_block`` / :class:`SARStreamer` for streaming.
+    ``encode_block`` / `SARStreamer` for streaming.
     """
 
     def __init__(self, cfg: SARConfig | None = None):
@@ -257,7 +258,8 @@ class SAR(nn.Module):
         """Blockwise encoder: ``(B, T', d)`` hidden states (block ``b`` sees frames < ``(b+1)S + A`` only)."""
         if feats.dim() != 3 or feats.shape[-1] != self.cfg.n_mels:
             raise ValueError(f"feats must be (B, T, {self.cfg.n_mels}), got {tuple(feats.shape)}")
-        x, lengths = stack_frames(feats, feat_lens, self.cfg.stack)
+        x = stack_frames(feats, self.cfg.stack, drop_last=True)
+        lengths = stacked_length(feat_lens, self.cfg.stack, drop_last=True)
         B, T, _ = x.shape
         w, valid, n = self._windows(x, lengths)
         h = self.encode_windows(w, valid).reshape(B, n * self.cfg.block, -1)[:, :T]
@@ -390,7 +392,7 @@ class SAR(nn.Module):
 
     @torch.no_grad()
     def transcribe(self, feats: Tensor, feat_lens: Tensor, fix_boundaries: bool = True) -> list[list[int]]:
-        """Greedy block-by-block decoding (equal to what :class:`SARStreamer` returns)."""
+        """Greedy block-by-block decoding (equal to what `SARStreamer` returns)."""
         was = self.training
         self.eval()
         try:
@@ -423,8 +425,8 @@ class SARStreamer:
     latency is ``(S + A) · stack · hop`` of audio; ``block_seconds`` records the compute time per block.
 
     Args:
-        model: a :class:`SAR` model (put in eval mode).
-        features: optional callable ``wave (N,) → (T, n_mels)`` used by :meth:`push_audio`; it is re-run on
+        model: a `SAR` model (put in eval mode).
+        features: optional callable ``wave (N,) → (T, n_mels)`` used by `push_audio()`; it is re-run on
             all audio received so far and only frames that later audio cannot change are used
             (``hop``/``win`` give the frame geometry of a centred STFT).
             The audio buffer stays on the device of the pushed audio (where ``features`` runs); feature
@@ -460,9 +462,7 @@ class SARStreamer:
         T = self._stacked()
         b = self._next_block
         t0 = time.perf_counter()
-        x, _ = stack_frames(
-            self._frames[None], torch.tensor([self._frames.shape[0]], device=self._frames.device), cfg.stack
-        )
+        x = stack_frames(self._frames[None], cfg.stack, drop_last=True)
         start = b * cfg.block - cfg.past
         stop = (b + 1) * cfg.block + cfg.lookahead
         seg = x[:, max(0, start) : min(T, stop)]

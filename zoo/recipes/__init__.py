@@ -1,9 +1,12 @@
-"""Training recipes of the zoo: each one a typed config and a step function for :mod:`zoo.training`.
+"""Training recipes of the zoo: each one a typed config and a step function for
+[`zoo.training`][zoo.training].
 
-* :mod:`zoo.recipes.supervised` — supervised training of any zoo ASR model (``python -m zoo.train``);
-* :mod:`zoo.recipes.bl_just` — BL-JUST (arXiv 2401.06980, 2412.08548): CTC on labelled speech as the
+* [`zoo.recipes.supervised`][zoo.recipes.supervised] — supervised training of any zoo ASR model (``python -m
+zoo.train``);
+* [`zoo.recipes.bl_just`][zoo.recipes.bl_just] — BL-JUST (arXiv 2401.06980, 2412.08548): CTC on labelled
+speech as the
   upper level, a self-supervised loss on unlabelled speech as the lower level, solved with
-  :class:`bilevel.PenaltyBGD`; baselines and ablations at equal compute
+  [`bilevel.PenaltyBGD`][bilevel.PenaltyBGD]; baselines and ablations at equal compute
   (``python -m zoo.recipes bl_just --preset quick``).
 """
 
@@ -25,7 +28,7 @@ from zoo.recipes.bl_just import (
     plan_evaluations,
 )
 from zoo.recipes.encoders import ConformerAdapter, ModelParts, TinyEncoder, build_parts
-from zoo.recipes.supervised import SupervisedConfig, SupervisedStep, spec_augment, supervised_state
+from zoo.recipes.supervised import SupervisedConfig, SupervisedStep, supervised_state
 
 __all__ = [
     "ABLATIONS",
@@ -49,6 +52,5 @@ __all__ = [
     "phase_at",
     "phase_plan",
     "plan_evaluations",
-    "spec_augment",
     "supervised_state",
 ]

@@ -1,38 +1,42 @@
 r"""BL-JUST: bilevel joint unsupervised and supervised training (Saif et al., arXiv 2401.06980, 2412.08548).
 
-The recipe trains a shared encoder :math:`\theta`, a CTC head :math:`\phi` and a self-supervised head
-:math:`\eta` on
+The recipe trains a shared encoder $\theta$, a CTC head $\phi$ and a self-supervised head
+$\eta$ on
 
-.. math::
+$$
+\min_{\theta,\phi} f(\theta,\phi) \quad\text{s.t.}\quad
+\theta \in \arg\min_{\theta',\eta} g(\theta',\eta),
+$$
 
-    \min_{\theta,\phi} f(\theta,\phi) \quad\text{s.t.}\quad
-    \theta \in \arg\min_{\theta',\eta} g(\theta',\eta),
-
-with :math:`f` = CTC on the small labelled set and :math:`g` = a self-supervised loss on the unlabelled
-pool (:class:`zoo.losses.CPCLoss`, or :class:`zoo.losses.MaskedPredictionLoss`). Its penalty form
-:math:`F_\gamma = f + \gamma\,(g - v)`, with :math:`v = \min g` a constant, is minimised with
-:class:`bilevel.PenaltyBGD` (``upper_params`` = φ, ``lower_params`` = θ and η, ``inner_steps=0``): each joint
-step moves θ along :math:`\nabla_\theta(f + \gamma g)`, φ along :math:`\nabla_\phi f` and η along
-:math:`\gamma\nabla_\eta g` (the authors' code drops the γ on η; with AdamW, which is invariant to the
+with $f$ = CTC on the small labelled set and $g$ = a self-supervised loss on the unlabelled
+pool ([`zoo.losses.CPCLoss`][zoo.losses.CPCLoss], or
+[`zoo.losses.MaskedPredictionLoss`][zoo.losses.MaskedPredictionLoss]). Its penalty form
+$F_\gamma = f + \gamma\,(g - v)$, with $v = \min g$ a constant, is minimised with
+[`bilevel.PenaltyBGD`][bilevel.PenaltyBGD] (``upper_params`` = φ, ``lower_params`` = θ and η,
+``inner_steps=0``): each joint
+step moves θ along $\nabla_\theta(f + \gamma g)$, φ along $\nabla_\phi f$ and η along
+$\gamma\nabla_\eta g$ (the authors' code drops the γ on η; with AdamW, which is invariant to the
 scale of a block's gradient, both give the same step up to Adam's ε).
 
-Phases (the authors' schedule; every length is a parameter of :class:`BLJustConfig`):
+Phases (the authors' schedule; every length is a parameter of `BLJustConfig`):
 
-1. **exploration** — ``exploration_steps`` AdamW steps (lr ρ) on :math:`g` over θ and η;
+1. **exploration** — ``exploration_steps`` AdamW steps (lr ρ) on $g$ over θ and η;
 2. **joint** — ``joint_steps`` PenaltyBGD steps (lr α), γ growing linearly from ``gamma_start`` to
-   ``gamma_max`` (:class:`bilevel.LinearRamp`); phases 1–2 repeat ``cycles`` times (the code runs SSL
+   ``gamma_max`` ([`bilevel.LinearRamp`][bilevel.LinearRamp]); phases 1–2 repeat ``cycles`` times (the code
+   runs SSL
    epochs inside every outer epoch) and γ keeps ramping across cycles;
-3. **fine-tuning** — ``finetune_steps`` AdamW steps (lr τ) on :math:`f` over θ and φ.
+3. **fine-tuning** — ``finetune_steps`` AdamW steps (lr τ) on $f$ over θ and φ.
 
 Compute is counted in *gradient evaluations*: one forward + backward pass of one loss on one mini-batch.
 A joint step costs two (one of f, one of g), an exploration or fine-tuning step one. The baselines of
-:func:`phase_plan` spend exactly the same number of each kind (see :meth:`BLJustConfig.budget`).
+`phase_plan()` spend exactly the same number of each kind (see `BLJustConfig.gradient_evaluations()`).
 
-The recipe runs on the zoo's one loop (:class:`zoo.training.Trainer`): :class:`BLJustStep` is its step
-function (the phase of each step follows from the step count, :func:`phase_at`), :class:`PlanBatches` its
-batch source (a :mod:`bilevel.sampling` stream of labelled and one of unlabelled batches), and
-:func:`bl_just_trainer` assembles both with every optimizer into a resumable
-:class:`zoo.training.TrainState`.
+The recipe runs on the zoo's one loop ([`zoo.training.Trainer`][zoo.training.Trainer]): `BLJustStep` is its
+step
+function (the phase of each step follows from the step count, `phase_at()`), `PlanBatches` its
+batch source (a [`bilevel.sampling`][bilevel.sampling] stream of labelled and one of unlabelled batches), and
+`bl_just_trainer()` assembles both with every optimizer into a resumable
+[`zoo.training.TrainState`][zoo.training.TrainState].
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ METHODS = ("bl_just", "supervised", "pt_ft")
 fine-tuning."""
 
 ABLATIONS = ("full", "no_exploration", "no_finetune", "constant_gamma")
-"""The journal paper's ablations of BL-JUST (see :func:`ablate`)."""
+"""The journal paper's ablations of BL-JUST (see `ablate()`)."""
 
 PHASES = ("ssl", "joint", "sup")
 
@@ -96,7 +100,7 @@ class BLJustConfig:
         gamma_start, gamma_max: ends of the linear γ ramp (``gamma_start == gamma_max``: constant γ).
         gamma_ramp_steps: joint steps to reach ``gamma_max`` (default: all joint steps, cycles included).
         weight_decay: AdamW weight decay of every optimizer.
-        scale_steps: PenaltyBGD's :math:`\\min(1, 1/\\gamma)` step scaling (a no-op for γ ≤ 1).
+        scale_steps: PenaltyBGD's $\\min(1, 1/\\gamma)$ step scaling (a no-op for γ ≤ 1).
     """
 
     exploration_steps: int = 100
@@ -126,11 +130,11 @@ class BLJustConfig:
         check_real(self.weight_decay, "weight_decay", low=0.0)
 
     def gamma(self) -> LinearRamp:
-        """The γ schedule over joint steps: :math:`\\gamma_k = \\min(\\gamma_m, \\gamma_0 + k\\Delta)`."""
+        """The γ schedule over joint steps: $\\gamma_k = \\min(\\gamma_m, \\gamma_0 + k\\Delta)$."""
         steps = self.gamma_ramp_steps or max(1, self.cycles * self.joint_steps - 1)
         return LinearRamp(self.gamma_start, self.gamma_max, steps)
 
-    def budget(self) -> dict[str, int]:
+    def gradient_evaluations(self) -> dict[str, int]:
         """Gradient evaluations of BL-JUST: ``{"sup": ..., "unsup": ..., "total": ...}``."""
         sup = self.cycles * self.joint_steps + self.finetune_steps
         unsup = self.cycles * (self.exploration_steps + self.joint_steps)
@@ -257,7 +261,8 @@ def optimizer_key(spec: PhaseSpec) -> str:
 def build_optimizers(
     plan: Sequence[PhaseSpec], cfg: BLJustConfig, parts: ModelParts, ssl_loss: nn.Module
 ) -> dict[str, Any]:
-    """Every optimizer of ``plan``: AdamW on θ, η (exploration), :class:`bilevel.PenaltyBGD` with φ as the
+    """Every optimizer of ``plan``: AdamW on θ, η (exploration), [`bilevel.PenaltyBGD`][bilevel.PenaltyBGD]
+    with φ as the
     upper and θ, η as the lower block (joint), AdamW on θ, φ (fine-tuning, one per learning rate)."""
     theta, phi = parts.encoder_params(), parts.head_params()
     if not theta:
@@ -318,10 +323,11 @@ class PlanBatches:
 class BLJustStep:
     r"""The step function of BL-JUST and its baselines: one step of the phase that ``state.step`` is in.
 
-    * exploration (``ssl``): AdamW on :math:`g` over θ and η;
-    * joint: :meth:`bilevel.PenaltyBGD.step` with ``upper_loss`` = f on the labelled batch and
+    * exploration (``ssl``): AdamW on $g$ over θ and η;
+    * joint: [`bilevel.PenaltyBGD.step()`][bilevel.PenaltyBGD.step] with ``upper_loss`` = f on the labelled
+        batch and
       ``lower_loss`` = g on the unlabelled batch;
-    * fine-tuning (``sup``): AdamW on :math:`f` over θ and φ.
+    * fine-tuning (``sup``): AdamW on $f$ over θ and φ.
 
     Returns ``{"phase", "f", "g", "gamma", "lr"}`` (``None`` for a loss the step did not evaluate).
     """
@@ -377,7 +383,8 @@ def bl_just_trainer(
     progress: bool = False,
     desc: str = "",
 ) -> Trainer:
-    """The :class:`zoo.training.Trainer` of ``method``'s :func:`phase_plan` under ``cfg``: modules θ+φ
+    """The [`zoo.training.Trainer`][zoo.training.Trainer] of ``method``'s `phase_plan()` under ``cfg``:
+    modules θ+φ
     (``"model"``) and η (``"ssl_loss"``), every optimizer, both batch streams, a step budget of the plan's
     length. ``trainer.run()`` trains; ``trainer.state.history`` holds one row per step."""
     check_choice(method, "method", METHODS)

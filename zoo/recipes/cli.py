@@ -35,7 +35,7 @@ from zoo.recipes.experiment import (
 )
 from zoo.training import dataclass_arguments, dataclass_from_args, default_threads
 
-__all__ = ["PRESETS", "BLJustRun", "gap_reference", "main", "parser", "write_report"]
+__all__ = ["PRESETS", "BLJustRun", "gap_reference", "main", "parser", "write_experiment_report"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class BLJustRun:
     out: str = "results/bl_just"
 
     def config(self) -> BLJustConfig:
-        """The :class:`zoo.recipes.BLJustConfig` of this run."""
+        """The [`zoo.recipes.BLJustConfig`][zoo.recipes.BLJustConfig] of this run."""
         n1, n2, n3 = self.steps
         return BLJustConfig(
             exploration_steps=n1,
@@ -97,30 +97,20 @@ class BLJustRun:
 
 _QUICK = BLJustRun()
 #: Named scales of the recipe; every option overrides its preset's value.
+# The papers' setting at CPU scale: the English corpus (≈ 2 000 training utterances, 1 h), the zoo's
+# Conformer, labelled shares 5/10/20 %, three seeds (≈ 3 min per run, ≈ 2 h on one thread).
+_STANDARD = replace(
+    _QUICK, corpus="en", shares=(0.05, 0.1, 0.2), seeds=(0, 1, 2), steps=(400, 800, 200), ablation_share=0.05
+)
+
 PRESETS: dict[str, BLJustRun] = {
     # ≈ 4 min on one thread: one share, one seed, a few hundred steps of the tiny Conformer on the quick
     # English corpus (≈ 380 training utterances). The convolutional ``--encoder tiny`` is 5x faster but
     # stays above 100 % WER at this budget.
     "quick": _QUICK,
-    # The papers' setting at CPU scale: the English corpus (≈ 2 000 training utterances, 1 h), the zoo's
-    # Conformer, labelled shares 5/10/20 %, three seeds (≈ 3 min per run, ≈ 2 h on one thread).
-    "standard": replace(
-        _QUICK,
-        corpus="en",
-        shares=(0.05, 0.1, 0.2),
-        seeds=(0, 1, 2),
-        steps=(400, 800, 200),
-        ablation_share=0.05,
-    ),
+    "standard": _STANDARD,
     # The same at 2.5x the steps (≈ 5 h on one thread).
-    "full": replace(
-        _QUICK,
-        corpus="en",
-        shares=(0.05, 0.1, 0.2),
-        seeds=(0, 1, 2),
-        steps=(1000, 2000, 500),
-        ablation_share=0.05,
-    ),
+    "full": replace(_STANDARD, steps=(1000, 2000, 500)),
 }
 
 
@@ -166,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads(args.from_json.read_text())
         run = replace(run, ablation_share=float(saved["run"].get("ablation_share", run.ablation_share)))
         out.mkdir(parents=True, exist_ok=True)
-        write_report([RunResult(**r) for r in saved["runs"]], BLJustConfig(**saved["config"]), run, out)
+        write_experiment_report(
+            [RunResult(**r) for r in saved["runs"]], BLJustConfig(**saved["config"]), run, out
+        )
         print(f"report: {out / 'report.md'}")
         return 0
     cfg = run.config()
@@ -209,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"CER {100 * r.cer:.1f}% ({r.seconds:.0f} s)",
                 flush=True,
             )
-        write_report(runs, cfg, run, out)
+        write_experiment_report(runs, cfg, run, out)
     print(f"report: {out / 'report.md'}")
     return 0
 
@@ -226,7 +218,7 @@ def gap_reference(runs: list[Any], share: float, seed: int, window: int = 10) ->
     return best
 
 
-def write_report(runs: list[Any], cfg: BLJustConfig, run: BLJustRun, out: Path) -> None:
+def write_experiment_report(runs: list[Any], cfg: BLJustConfig, run: BLJustRun, out: Path) -> None:
     """(Re)write every artefact from the runs so far."""
     main_runs = [r for r in runs if r.variant in ("", "full")]
     (out / "results.json").write_text(

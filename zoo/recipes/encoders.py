@@ -1,11 +1,11 @@
 """Encoders and CTC heads for the recipes: any module mapping ``(feats, lens) → (hidden, hidden_lens)``.
 
-* :class:`TinyEncoder` — frame stacking, a linear projection and residual 1-D convolutions: tens of
+* `TinyEncoder` — frame stacking, a linear projection and residual 1-D convolutions: tens of
   thousands of parameters, fast enough for the CPU test suite and the quick benchmarks.
-* :class:`ConformerAdapter` — wraps the zoo's Conformer encoder
-  (:class:`zoo.models.conformer.ConformerEncoder`,
+* `ConformerAdapter` — wraps the zoo's Conformer encoder
+  ([`zoo.models.conformer.ConformerEncoder`][zoo.models.conformer.ConformerEncoder],
   self-conditioning off) so that it returns ``(hidden, lens)``; its CTC head is the encoder's ``out`` layer.
-* :func:`build_parts` — one of the above plus a CTC head, as a :class:`ModelParts`.
+* `build_parts()` — one of the above plus a CTC head, as a `ModelParts`.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class ModelParts(nn.Module):
         encoder: ``(feats, lens) → (hidden (B, T', dim), lens)``.
         ctc_head: ``hidden → logits (B, T', vocab)`` (it may live inside ``encoder``).
         dim: hidden width; stride: input frames per hidden frame.
-        blank: the CTC blank id (greedy decoding in :meth:`transcribe`).
+        blank: the CTC blank id (greedy decoding in `transcribe()`).
     """
 
     def __init__(
@@ -123,7 +123,7 @@ def build_parts(
 ) -> ModelParts:
     """A fresh encoder + CTC head, initialised from ``seed``.
 
-    ``kind="tiny"``: :class:`TinyEncoder` (``dim``, ``stride``) and a ``Linear(dim, vocab)`` head;
+    ``kind="tiny"``: `TinyEncoder` (``dim``, ``stride``) and a ``Linear(dim, vocab)`` head;
     ``kind="conformer"``: the zoo's ``"tiny"`` Conformer preset (``n_mels=n_feats``, self-conditioning
     and the mid-layer CTC off, so the encoder and the CTC head are separate), head = its ``out`` layer.
     """

@@ -1,9 +1,9 @@
 """Run BL-JUST and its baselines on a corpus, and turn the runs into a table and figures.
 
-* :func:`load_pool` / :func:`split_share` — features of the generated corpus (or any
-  :class:`zoo.data.SpeechDataset` items) and a labelled share of the training pool;
-* :func:`run_one` — train one method (or one ablation of BL-JUST) from a seed and score it on the test set;
-* :func:`results_table`, :func:`plot_wer`, :func:`plot_joint_curves`, :func:`plot_ablations` — the report.
+* `load_pool()` / `split_share()` — features of the generated corpus (or any
+  [`zoo.data.SpeechDataset`][zoo.data.SpeechDataset] items) and a labelled share of the training pool;
+* `run_one()` — train one method (or one ablation of BL-JUST) from a seed and score it on the test set;
+* `results_table()`, `plot_wer()`, `plot_joint_curves()`, `plot_ablations()` — the report.
 
 The labelled set is a seeded ``share`` of the pool (the corpus' ``labelled`` + ``unlabelled`` splits); the
 unlabelled set is the *whole* pool, audio only, as the authors use all of train-clean-100 for CPC. The test
@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from zoo.checks import check_choice, check_real
-from zoo.data import CharTokenizer, LogMel, SpeechDataset, collate, utterance_cmvn
+from zoo.data import CharTokenizer, FeatureSpec, SpeechDataset, collate
 from zoo.losses import CPCLoss, MaskedPredictionLoss
 from zoo.recipes.bl_just import (
     PHASES,
@@ -74,7 +74,7 @@ class Pool:
 
 @dataclass
 class RecipeData:
-    """One labelled share of a :class:`Pool`: ``labelled`` ⊂ pool, ``unlabelled`` = the whole pool."""
+    """One labelled share of a `Pool`: ``labelled`` ⊂ pool, ``unlabelled`` = the whole pool."""
 
     labelled: list[dict[str, Any]]
     unlabelled: list[dict[str, Any]]
@@ -91,8 +91,8 @@ def load_pool(
 ) -> Pool:
     """Log-mel features (per-utterance CMVN) of a built corpus' training pool and test split."""
     tok = CharTokenizer.from_corpus(corpus_dir)
-    fe = LogMel(n_mels=n_mels)
-    kw: dict[str, Any] = {"languages": languages, "transform": utterance_cmvn}
+    fe = FeatureSpec(n_mels=n_mels, cmvn=True).build()  # the features zoo.train and zoo.transcribe compute
+    kw: dict[str, Any] = {"languages": languages}
     pool_ds = SpeechDataset(corpus_dir, ["labelled", "unlabelled"], tok, fe, **kw)
     test_ds = SpeechDataset(corpus_dir, "test", tok, fe, **kw)
     with torch.no_grad():
@@ -114,7 +114,8 @@ def split_share(pool: Pool, share: float, seed: int = 0, min_labelled: int = 2) 
 
 
 def build_ssl_loss(kind: str, parts: ModelParts, n_feats: int, *, seed: int = 0, **kwargs: Any) -> nn.Module:
-    """``"cpc"``: :class:`zoo.losses.CPCLoss`; ``"masked"``: :class:`zoo.losses.MaskedPredictionLoss`."""
+    """``"cpc"``: [`zoo.losses.CPCLoss`][zoo.losses.CPCLoss]; ``"masked"``:
+    [`zoo.losses.MaskedPredictionLoss`][zoo.losses.MaskedPredictionLoss]."""
     check_choice(kind, "ssl", SSL_LOSSES)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 7)
@@ -149,7 +150,7 @@ def stream(
     items: Sequence[Any], batch_size: int, collate_fn: Callable[[list[Any]], Any], seed: int
 ) -> Batches:
     """Random (unbucketed) batches of ``batch_size`` items, full shuffled epochs, incomplete batches
-    dropped: the recipe's labelled and unlabelled streams (:class:`zoo.training.Batches`)."""
+    dropped: the recipe's labelled and unlabelled streams ([`zoo.training.Batches`][zoo.training.Batches])."""
     return Batches.shuffled(items, batch_size, collate_fn, seed=seed, pool_batches=1, drop_last=True)
 
 
@@ -185,7 +186,8 @@ def run_one(
     ssl_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> RunResult:
-    """Train ``method`` (with BL-JUST ``variant`` from :data:`zoo.recipes.bl_just.ABLATIONS`) and test it.
+    """Train ``method`` (with BL-JUST ``variant`` from
+    [`zoo.recipes.bl_just.ABLATIONS`][zoo.recipes.bl_just.ABLATIONS]) and test it.
 
     The model, the SSL head, the batch order and dropout all derive from ``seed``; the run leaves the
     global torch RNG as it found it.

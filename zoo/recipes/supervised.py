@@ -1,13 +1,15 @@
 """Supervised training of any zoo ASR model: its typed config, its step function and its state.
 
-* :class:`SupervisedConfig` — AdamW, linear warm-up and cosine decay (:class:`zoo.training.WarmupCosine`),
-  gradient clipping, SpecAugment, batch size, budget;
-* :func:`spec_augment` — SpecAugment (Park et al., arXiv 1904.08779) of a padded batch;
-* :class:`SupervisedStep` — the step function: forward (the model's own loss: CTC, SAR, DOTA's
+* `SupervisedConfig` — AdamW, linear warm-up and cosine decay
+([`zoo.training.WarmupCosine`][zoo.training.WarmupCosine]),
+  gradient clipping, SpecAugment ([`zoo.data.spec_augment_batch()`][zoo.data.spec_augment_batch]), batch size,
+  budget;
+* `SupervisedStep` — the step function: forward (the model's own loss: CTC, SAR, DOTA's
   cross-entropy), backward, clip, ``optimizer.step()``;
-* :func:`supervised_state` — the :class:`zoo.training.TrainState` of a run: the model, an optimizer (the
+* `supervised_state()` — the [`zoo.training.TrainState`][zoo.training.TrainState] of a run: the model, an
+optimizer (the
   built-in AdamW or the user's), a scheduler (the built-in schedule for the built-in optimizer, or the
-  user's), length-bucketed batches from :mod:`bilevel.sampling` and the run's generator.
+  user's), length-bucketed batches from [`bilevel.sampling`][bilevel.sampling] and the run's generator.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from zoo.checks import check_int, check_real
-from zoo.data import spec_augment as spec_augment_one
+from zoo.data import spec_augment_batch
 from zoo.training import Batches, Budget, TrainState, WarmupCosine, average_gradients
 
-__all__ = ["SupervisedConfig", "SupervisedStep", "model_inputs", "spec_augment", "supervised_state"]
+__all__ = ["SupervisedConfig", "SupervisedStep", "model_inputs", "supervised_state"]
 
 Batch = dict[str, Any]
 
@@ -71,27 +73,8 @@ class SupervisedConfig:
             check_real(self.max_seconds, "max_seconds", low=0.0)
 
     def budget(self) -> Budget:
-        """``steps`` and ``max_seconds`` as a :class:`zoo.training.Budget`."""
+        """``steps`` and ``max_seconds`` as a [`zoo.training.Budget`][zoo.training.Budget]."""
         return Budget(steps=self.steps, seconds=self.max_seconds)
-
-
-def spec_augment(feats: Tensor, feat_lens: Tensor, generator: torch.Generator, **kwargs: Any) -> Tensor:
-    """SpecAugment of a padded batch ``(B, T, F)``: :func:`zoo.data.spec_augment` (2 frequency masks of up
-    to 8 bins, 2 time masks of up to 20 frames and 20 % of the utterance; masked cells set to 0, the mean of
-    normalised features) on the ``feat_lens[b]`` valid frames of each utterance; padding stays untouched.
-    ``kwargs`` go to :func:`zoo.data.spec_augment`."""
-    if feats.dim() != 3 or feat_lens.shape != feats.shape[:1]:
-        raise ValueError(
-            f"feats must be (B, T, F) and feat_lens (B,), got {tuple(feats.shape)} and "
-            f"{tuple(feat_lens.shape)}"
-        )
-    out = feats.clone()
-    kw = {"fill": "zero", **kwargs}
-    for b in range(feats.shape[0]):
-        n = int(feat_lens[b])
-        if n > 0:
-            out[b, :n] = spec_augment_one(feats[b, :n], generator=generator, **kw)
-    return out
 
 
 def model_inputs(batch: Batch) -> dict[str, Tensor]:
@@ -104,7 +87,7 @@ class SupervisedStep:
 
     Uses ``state.model`` and ``state.optimizers["model"]``; SpecAugment draws from ``state.generator``.
     Under ``torch.distributed`` the gradients are averaged across ranks, weighted by the local batch sizes
-    (:func:`zoo.training.average_gradients`).
+    ([`zoo.training.average_gradients()`][zoo.training.average_gradients]).
     Returns the model's named losses, ``loss``, ``grad_norm`` (when clipping) and the step's ``lr``.
     """
 
@@ -114,7 +97,10 @@ class SupervisedStep:
     def __call__(self, state: TrainState, batch: Batch) -> dict[str, Any]:
         model, optimizer = state.model, state.optimizers["model"]
         if self.augment:
-            batch = {**batch, "feats": spec_augment(batch["feats"], batch["feat_lens"], state.generator)}
+            batch = {
+                **batch,
+                "feats": spec_augment_batch(batch["feats"], batch["feat_lens"], state.generator),
+            }
         optimizer.zero_grad(set_to_none=True)
         out = model(**model_inputs(batch))
         loss = out.loss
@@ -155,10 +141,12 @@ def supervised_state(
         optimizer: a user's optimizer (default: AdamW per ``cfg``). Its learning rate is left alone unless
             ``scheduler`` is given.
         scheduler: a user's LR scheduler, or a function ``optimizer -> scheduler``; saved in the state.
-            Default: :class:`zoo.training.WarmupCosine` per ``cfg`` for the built-in optimizer, none for a
+            Default: [`zoo.training.WarmupCosine`][zoo.training.WarmupCosine] per ``cfg`` for the built-in
+                optimizer, none for a
             user's optimizer.
         lengths: per-item lengths for bucketing (default ``dataset.lengths`` or the feature lengths).
-        ratio: draw each epoch with SRS (:class:`bilevel.sampling.SoftRandomSampler`) at this ratio.
+        ratio: draw each epoch with SRS
+            ([`bilevel.sampling.SoftRandomSampler`][bilevel.sampling.SoftRandomSampler]) at this ratio.
         shard: ``(rank, world_size)``: keep this rank's shard of every batch (data parallelism).
     """
     if len(dataset) == 0:

@@ -1,14 +1,14 @@
 """The zoo's one training stack: a loop that runs any recipe's step function.
 
-* :class:`Trainer` — the loop: budget, step function, schedulers, progress bar, periodic evaluation,
+* `Trainer` — the loop: budget, step function, schedulers, progress bar, periodic evaluation,
   JSON-lines / TensorBoard logs, atomic checkpoints;
-* :class:`TrainState` — the resumable state (modules, optimizers, schedulers, batch source, every RNG);
-* :class:`Batches` — batches from a :mod:`bilevel.sampling` sampler (length bucketing, SRS, subsets);
-* :class:`Budget`, :class:`WarmupCosine`, :func:`evaluate`, :class:`RunLog`, :func:`write_report`;
-* :func:`save_checkpoint` / :func:`load_checkpoint` (:class:`CheckpointError` for a damaged file or a
+* `TrainState` — the resumable state (modules, optimizers, schedulers, batch source, every RNG);
+* `Batches` — batches from a [`bilevel.sampling`][bilevel.sampling] sampler (length bucketing, SRS, subsets);
+* `Budget`, `WarmupCosine`, `evaluate()`, `RunLog`, `write_report()`;
+* `save_checkpoint()` / `load_checkpoint()` (`CheckpointError` for a damaged file or a
   checkpoint of another run);
-* :func:`dataclass_arguments` / :func:`dataclass_from_args` — command lines generated from typed configs;
-* :func:`init_distributed`, :func:`average_gradients`, :meth:`Batches.shard` — data parallelism under
+* `dataclass_arguments()` / `dataclass_from_args()` — command lines generated from typed configs;
+* `init_distributed()`, `average_gradients()`, `Batches.shard()` — data parallelism under
   ``torchrun`` (gloo on CPU, NCCL on GPUs).
 """
 

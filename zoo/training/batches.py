@@ -1,9 +1,12 @@
-"""Endless, resumable streams of collated batches drawn by a :mod:`bilevel.sampling` batch sampler.
+"""Endless, resumable streams of collated batches drawn by a [`bilevel.sampling`][bilevel.sampling] batch
+sampler.
 
-The zoo batches the way a user of the library would: a :class:`bilevel.sampling.BucketBatchSampler` over
-an epoch sampler (:class:`~bilevel.sampling.ShuffledSampler` for full epochs,
-:class:`~bilevel.sampling.SoftRandomSampler` for SRS, :class:`~bilevel.sampling.FixedSubsetSampler` for a
-subset) gives each epoch's batches as a pure function of its seed and the epoch. :class:`Batches` walks
+The zoo batches the way a user of the library would: a
+[`bilevel.sampling.BucketBatchSampler`][bilevel.sampling.BucketBatchSampler] over
+an epoch sampler ([`ShuffledSampler`][bilevel.sampling.ShuffledSampler] for full epochs,
+[`SoftRandomSampler`][bilevel.sampling.SoftRandomSampler] for SRS,
+[`FixedSubsetSampler`][bilevel.sampling.FixedSubsetSampler] for a
+subset) gives each epoch's batches as a pure function of its seed and the epoch. `Batches` walks
 them epoch after epoch; its state is the sampler's state plus the position inside the current epoch, so
 a resumed run sees exactly the batches of an uninterrupted one.
 """
@@ -44,10 +47,11 @@ class Batches:
 
     Args:
         dataset: indexable items.
-        sampler: a :class:`bilevel.sampling.BucketBatchSampler`; :meth:`shuffled` builds the usual one.
+        sampler: a [`bilevel.sampling.BucketBatchSampler`][bilevel.sampling.BucketBatchSampler]; `shuffled()`
+            builds the usual one.
         collate: turns a list of items into a batch.
 
-    Implements :class:`BatchSource` (``batch(step)`` is the next batch). ``state_dict`` holds the sampler's
+    Implements `BatchSource` (``batch(step)`` is the next batch). ``state_dict`` holds the sampler's
     state and the position in the current epoch.
     """
 

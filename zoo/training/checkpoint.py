@@ -1,9 +1,9 @@
 """Atomic checkpoints with a clear error for a damaged file or a checkpoint of another run.
 
-:func:`save_checkpoint` writes to a temporary file in the same folder, flushes it to disk and renames it
-over the target with :func:`os.replace` (atomic on POSIX and Windows), so a crash mid-write never leaves a
+`save_checkpoint()` writes to a temporary file in the same folder, flushes it to disk and renames it
+over the target with `os.replace()` (atomic on POSIX and Windows), so a crash mid-write never leaves a
 truncated checkpoint. A checkpoint stores ``meta`` (the model name, preset and configuration of the run):
-:func:`load_checkpoint` compares it with the current run's before touching any tensor, so that resuming a
+`load_checkpoint()` compares it with the current run's before touching any tensor, so that resuming a
 ``tiny`` run as ``small`` says so instead of failing with a raw size mismatch.
 """
 
@@ -26,7 +26,9 @@ FORMAT = "zoo.training/1"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, or that belongs to another model, preset or recipe."""
+    """A checkpoint or run folder that is missing, cannot be read, or belongs to another model, preset or
+    recipe than expected; the message names the file. Raised by `load_checkpoint()` and by
+    [`zoo.transcribe.load_recognizer()`][zoo.transcribe.load_recognizer] alike."""
 
 
 def save_checkpoint(path: str | Path, state: TrainState, meta: dict[str, Any] | None = None) -> Path:
@@ -48,7 +50,7 @@ def save_checkpoint(path: str | Path, state: TrainState, meta: dict[str, Any] | 
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The raw ``{"format", "meta", "state"}`` of a checkpoint; :class:`CheckpointError` names the file
+    """The raw ``{"format", "meta", "state"}`` of a checkpoint; `CheckpointError` names the file
     when it is missing, damaged or not a zoo checkpoint."""
     path = Path(path)
     if not path.is_file():
@@ -68,7 +70,7 @@ def load_checkpoint(
     """Restore ``state`` from ``path``; returns the saved ``meta``.
 
     Every key of ``meta`` (e.g. ``model``, ``preset``) must equal the saved one: a difference raises
-    :class:`CheckpointError` naming the key and both values.
+    `CheckpointError` naming the key and both values.
     """
     payload = read_checkpoint(path)
     saved = payload["meta"]

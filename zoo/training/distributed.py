@@ -1,10 +1,11 @@
 """Data-parallel training on ``torch.distributed`` (``torchrun``): process group, batch shards, gradients.
 
 Every rank draws the same global batch from the same seeded sampler and keeps its shard
-``indices[rank::world_size]`` (:meth:`zoo.training.Batches.shard`). Gradients from ``loss.backward()``
-are averaged across ranks by :func:`average_gradients`, weighted by each rank's local batch size, so one
+``indices[rank::world_size]`` ([`zoo.training.Batches.shard()`][zoo.training.Batches.shard]). Gradients from
+``loss.backward()``
+are averaged across ranks by `average_gradients()`, weighted by each rank's local batch size, so one
 step on ``W`` ranks is one step on the global batch for losses that average over utterances; the
-:mod:`bilevel` optimizers average the gradients they take themselves (pass ``batch_size=`` for unequal
+`bilevel` optimizers average the gradients they take themselves (pass ``batch_size=`` for unequal
 shards). Only rank 0 writes logs, checkpoints and reports.
 
 ``torchrun --nproc-per-node 2 -m zoo.train conformer ...`` runs two CPU processes over gloo (NCCL on GPUs).
@@ -64,7 +65,7 @@ def init_distributed(backend: str | None = None) -> bool:
 def average_gradients(params: Iterable[nn.Parameter] | nn.Module, weight: float | None = None) -> None:
     r"""Average the ``.grad`` of ``params`` across ranks in place (no-op when not distributed).
 
-    With ``weight`` (this rank's local batch size) the average is :math:`\sum_r w_r g_r / \sum_r w_r`, the
+    With ``weight`` (this rank's local batch size) the average is $\sum_r w_r g_r / \sum_r w_r$, the
     gradient of a loss averaged over the global batch when shards differ in size. Parameters without a
     gradient are skipped (every rank must leave the same parameters without one).
     """

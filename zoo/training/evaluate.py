@@ -39,13 +39,15 @@ def evaluate(
 
     Args:
         model: anything with ``transcribe(feats, feat_lens, **transcribe_kwargs) -> list[list[int]]`` (every
-            zoo ASR model, and :class:`zoo.recipes.ModelParts`); run in eval mode without gradients, then
+            zoo ASR model, and [`zoo.recipes.ModelParts`][zoo.recipes.ModelParts]); run in eval mode without
+            gradients, then
             returned to its previous mode.
         tokenizer: a tokenizer (``decode(ids) -> str``) or the decode function itself.
         collate: batches items (``feats``, ``feat_lens`` and ``texts`` are read).
 
     Returns ``{"wer", "cer", "rtf", "n", "refs", "hyps"}``: corpus-level word and character error rates
-    (:func:`zoo.metrics.wer`, :func:`zoo.metrics.cer`) and the real-time factor = decoding wall time / audio
+    ([`zoo.metrics.wer()`][zoo.metrics.wer], [`zoo.metrics.cer()`][zoo.metrics.cer]) and the real-time factor
+    = decoding wall time / audio
     duration, with the duration = feature frames · ``hop / sample_rate``.
     """
     decode = _decoder(tokenizer)

@@ -1,9 +1,9 @@
 """Run logs on disk: one JSON line per logged step, TensorBoard event files (optional), a final report.
 
-:class:`RunLog` appends ``{"step": ..., "loss": ..., "lr": ..., ...}`` to ``<run>/log.jsonl`` as training
+`RunLog` appends ``{"step": ..., "loss": ..., "lr": ..., ...}`` to ``<run>/log.jsonl`` as training
 goes (a resumed run first drops the lines after its checkpoint's step, so the file reads as one run) and,
 when the ``tensorboard`` package is installed, writes the numeric stats as scalars to ``<run>/tb``.
-:func:`write_report` draws every logged curve into ``<run>/curves.png`` and writes ``<run>/report.md``.
+`write_report()` draws every logged curve into ``<run>/curves.png`` and writes ``<run>/report.md``.
 """
 
 from __future__ import annotations

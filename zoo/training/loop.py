@@ -2,7 +2,7 @@
 
 A *step function* ``step_fn(state, batch) -> stats`` does one optimizer step of a recipe (supervised CTC,
 one of BL-JUST's phases, ...) on the batch the loop drew from ``state.data`` and returns its stats (losses,
-lr, γ, ...). :class:`Trainer` runs it until the :class:`~zoo.training.Budget` is spent::
+lr, γ, ...). `Trainer` runs it until the [`Budget`][zoo.training.Budget] is spent::
 
     batch = state.data.batch(state.step)      # a bilevel.sampling sampler's batch
     stats = step_fn(state, batch)             # forward, a bilevel or torch optimizer's step
@@ -40,17 +40,19 @@ class Trainer:
     """Runs ``step_fn`` on ``state`` until ``budget`` is spent.
 
     Args:
-        state: the :class:`~zoo.training.TrainState` (modules, optimizers, schedulers, batch source, RNGs).
-        step_fn: the recipe's :class:`StepFn`.
+        state: the [`TrainState`][zoo.training.TrainState] (modules, optimizers, schedulers, batch source,
+            RNGs).
+        step_fn: the recipe's `StepFn`.
         budget: steps and/or seconds of training time (counted over resumed runs).
         run_dir: folder of ``log.jsonl``, TensorBoard events and checkpoints (``None``: nothing written).
         meta: what identifies the run (model, preset, recipe config); stored in checkpoints and checked
             on resume.
         on_eval: ``on_eval(state) -> stats`` every ``eval_every`` steps (e.g. dev WER with
-            :func:`zoo.training.evaluate`); modules are put back in training mode afterwards.
+            [`zoo.training.evaluate()`][zoo.training.evaluate]); modules are put back in training mode
+            afterwards.
         checkpoint_every: steps between checkpoints to ``run_dir/checkpoint.pt`` (0: only at the end).
         log_every: steps between JSON lines (every step is kept in ``state.history``).
-        progress: show a tqdm bar; tensorboard: see :class:`~zoo.training.RunLog`.
+        progress: show a tqdm bar; tensorboard: see [`RunLog`][zoo.training.RunLog].
     """
 
     def __init__(
@@ -88,7 +90,7 @@ class Trainer:
         return save_checkpoint(target, self.state, self.meta)
 
     def load(self, path: str | Path | None = None) -> None:
-        """Restore a checkpoint (default ``run_dir/checkpoint.pt``; see :func:`load_checkpoint`)."""
+        """Restore a checkpoint (default ``run_dir/checkpoint.pt``; see `load_checkpoint()`)."""
         target = path if path is not None else self.checkpoint_path
         if target is None:
             raise ValueError("load needs a path when the Trainer has no run_dir")

@@ -1,11 +1,11 @@
 r"""The built-in learning-rate schedule: linear warm-up, then cosine decay, as a ``torch`` LR scheduler.
 
-.. math::
+$$
+\eta_k = \eta_0 \cdot \begin{cases} (k + 1)/w & k < w \\
+r + (1 - r)\,\tfrac12\bigl(1 + \cos(\pi \min(1, (k - w)/(K - w)))\bigr) & k \ge w \end{cases}
+$$
 
-    \eta_k = \eta_0 \cdot \begin{cases} (k + 1)/w & k < w \\
-    r + (1 - r)\,\tfrac12\bigl(1 + \cos(\pi \min(1, (k - w)/(K - w)))\bigr) & k \ge w \end{cases}
-
-with warm-up length :math:`w`, total steps :math:`K` and final ratio :math:`r` (Loshchilov & Hutter, SGDR,
+with warm-up length $w$, total steps $K$ and final ratio $r$ (Loshchilov & Hutter, SGDR,
 arXiv 1608.03983; warm-up as in Goyal et al., arXiv 1706.02677). Under a time budget the decay follows the
 spent fraction of the budget whenever that is ahead of the step count, so a run stopped by time still ends
 at a decayed learning rate.
@@ -39,9 +39,9 @@ class WarmupCosine(LRScheduler):
 
     Args:
         optimizer: a ``torch.optim`` optimizer.
-        total_steps: :math:`K`, the step at which the decay reaches ``min_ratio``.
-        warmup: :math:`w`, linear warm-up steps.
-        min_ratio: :math:`r`, the final lr as a fraction of the initial one.
+        total_steps: $K$, the step at which the decay reaches ``min_ratio``.
+        warmup: $w$, linear warm-up steps.
+        min_ratio: $r$, the final lr as a fraction of the initial one.
         progress: optional ``progress() -> fraction of the budget spent`` (e.g. of a time budget); the
             decay then runs at ``max(step, w + fraction · (K − w))``. Not saved in ``state_dict``.
     """

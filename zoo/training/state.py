@@ -3,7 +3,8 @@
 ``TrainState.state_dict()`` holds everything that decides what the next step does, so that
 ``load_state_dict`` followed by more steps equals the uninterrupted run bit for bit: the parameters and
 buffers of every module, the state of every optimizer and LR scheduler (the built-in one or a user's),
-the batch source's position (:class:`zoo.training.Batches`), the global Python, NumPy and torch RNGs (and
+the batch source's position ([`zoo.training.Batches`][zoo.training.Batches]), the global Python, NumPy and
+torch RNGs (and
 CUDA's when present), the run's own ``torch.Generator`` (augmentation), the step count, the training time
 and the logged history.
 """
@@ -36,7 +37,7 @@ def capture_rng() -> dict[str, Any]:
 
 
 def restore_rng(state: dict[str, Any]) -> None:
-    """Restore :func:`capture_rng` output."""
+    """Restore `capture_rng()` output."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])  # noqa: NPY002
     torch.set_rng_state(state["torch"])
@@ -50,8 +51,9 @@ class TrainState:
 
     Attributes:
         modules: the trained modules by name (``"model"`` for a single model).
-        optimizers: every optimizer by name (``torch.optim`` or :mod:`bilevel` optimizers).
-        data: the batch source (:class:`zoo.training.Batches`, or a recipe's source of several streams).
+        optimizers: every optimizer by name (``torch.optim`` or `bilevel` optimizers).
+        data: the batch source ([`zoo.training.Batches`][zoo.training.Batches], or a recipe's source of
+            several streams).
         schedulers: LR schedulers by name, stepped once after every training step.
         generator: the run's own torch generator (augmentation), seeded from the run's seed.
         step: optimizer steps done; seconds: training time spent (over resumed runs).
@@ -91,7 +93,7 @@ class TrainState:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output; the names of modules, optimizers and schedulers must match."""
+        """Restore `state_dict()` output; the names of modules, optimizers and schedulers must match."""
         for key, own in (("modules", self.modules), ("optimizers", self.optimizers)):
             if set(state[key]) != set(own):
                 raise ValueError(f"the saved {key} are {sorted(state[key])}, this run has {sorted(own)}")
