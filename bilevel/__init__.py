@@ -4,7 +4,7 @@ Public names are re-exported here; the subpackages ``bilevel.meta``, ``bilevel.h
 ``bilevel.sampling`` and ``bilevel.theory`` are importable as attributes (torch and numpy only).
 """
 
-from bilevel import hypergrad, meta, moo, sampling, schedules, theory
+from bilevel import checks, hypergrad, meta, moo, sampling, schedules, theory
 from bilevel.equilibrium import Equilibrium, EquilibriumStats
 from bilevel.penalty import PenaltyBGD, PenaltyStats
 from bilevel.sampling import (
@@ -33,6 +33,7 @@ __all__ = [
     "ShuffledSampler",
     "SoftRandomSampler",
     "__version__",
+    "checks",
     "hypergrad",
     "meta",
     "moo",

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from bilevel._autograd import flatten
-from bilevel._checks import check_real
+from bilevel.checks import check_real
 
 
 def is_distributed() -> bool:

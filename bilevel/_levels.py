@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bilevel._checks import check_real
+from bilevel.checks import check_real
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 """Builds a ``torch.optim`` optimizer from param groups and keyword arguments: a class such as

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from bilevel._checks import check_int, check_real
+from bilevel.checks import check_int, check_real
 
 
 @runtime_checkable

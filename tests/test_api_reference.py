@@ -17,6 +17,7 @@ PACKAGES = [
     "bilevel.meta",
     "bilevel.sampling",
     "bilevel.schedules",
+    "bilevel.checks",
     "zoo.data",
     "zoo.models",
     "zoo.losses",

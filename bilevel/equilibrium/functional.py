@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from bilevel._autograd import exchanged, grads_or_zeros
-from bilevel._checks import check_choice, check_int, check_loss, check_real
+from bilevel.checks import check_choice, check_int, check_loss, check_real
 
 MODES = ("first_order", "second_order", "reptile")
 

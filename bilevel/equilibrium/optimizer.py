@@ -11,7 +11,6 @@ import torch
 from torch import Tensor
 
 from bilevel._autograd import total_norm
-from bilevel._checks import check_choice, check_int, check_real
 from bilevel._distributed import all_reduce_mean_, check_weight
 from bilevel._levels import (
     OptimizerFactory,
@@ -24,6 +23,7 @@ from bilevel._levels import (
     warn_inner_lr_default,
 )
 from bilevel._params import ParamsT, param_groups
+from bilevel.checks import check_choice, check_int, check_real
 from bilevel.equilibrium.functional import MODES, SourceLoss, equilibrium_direction
 from bilevel.equilibrium.stats import EquilibriumStats
 

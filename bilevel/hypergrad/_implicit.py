@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from bilevel._autograd import grads_or_zeros as _grad
-from bilevel._checks import check_choice, check_loss, check_real
+from bilevel.checks import check_choice, check_loss, check_real
 from bilevel.hypergrad._solvers import cg, neumann
 
 LossFn = Callable[[Sequence[Tensor], Sequence[Tensor]], Tensor]

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from bilevel._autograd import total_norm
-from bilevel._checks import check_choice, check_int, check_real
+from bilevel.checks import check_choice, check_int, check_real
 
 _GROWTH = 2.0
 """A Neumann term this many times ||b|| means the series diverges (alpha above 2/L, or A indefinite)."""

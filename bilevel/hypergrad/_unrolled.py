@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from bilevel._checks import check_int, check_loss, check_real
+from bilevel.checks import check_int, check_loss, check_real
 from bilevel.hypergrad._implicit import LossFn, _grad, _leaves
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from bilevel._autograd import grads
-from bilevel._checks import check_int, check_loss, check_real
+from bilevel.checks import check_int, check_loss, check_real
 
 Params = dict[str, Tensor]
 """Parameters by name, as ``torch.func.functional_call`` takes them."""

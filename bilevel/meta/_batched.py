@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, vmap
 
-from bilevel._checks import check_int
+from bilevel.checks import check_int
 from bilevel.meta._adapt import LearningRate, Params, check_lr, common_scalar, select_names
 
 BatchedLossFn = Callable[[Params, Any], Tensor]

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from bilevel._autograd import grads_or_zeros
-from bilevel._checks import check_int, check_loss, check_real
 from bilevel._distributed import all_reduce_mean_
+from bilevel.checks import check_int, check_loss, check_real
 from bilevel.hypergrad._solvers import cg_info
 from bilevel.meta._adapt import LossFn, Params, select_names
 from bilevel.meta._proximal import controlled_descent, proximal_objective

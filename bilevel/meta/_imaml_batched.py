@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, vmap
 
-from bilevel._checks import check_int, check_real
 from bilevel._distributed import all_reduce_mean_
+from bilevel.checks import check_int, check_real
 from bilevel.meta._adapt import Params, select_names
 from bilevel.meta._batched import BatchedLossFn, check_finite_tasks, check_task_data
 from bilevel.meta._proximal import proximal_solve_batched

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad_and_value, vmap
 
-from bilevel._checks import check_int, check_real
+from bilevel.checks import check_int, check_real
 from bilevel.meta._adapt import Params, select_names
 from bilevel.meta._batched import BatchedLossFn, check_finite_tasks, check_task_data
 

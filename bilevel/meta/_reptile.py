@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from bilevel._checks import check_int
 from bilevel._distributed import all_reduce_mean_
+from bilevel.checks import check_int
 from bilevel.meta._adapt import LearningRate, LossFn, Params, check_lr, select_names, sgd_steps
 
 

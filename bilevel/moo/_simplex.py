@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bilevel._checks import check_int, check_real
+from bilevel.checks import check_int, check_real
 from bilevel.moo._base import check_gramian
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bilevel._checks import check_loss
 from bilevel._distributed import all_reduce_mean_
 from bilevel._params import ParamsT, check_disjoint, flat_params, param_groups
+from bilevel.checks import check_loss
 from bilevel.moo._base import Aggregator
 from bilevel.moo._graph import reached_leaves
 from bilevel.moo._jacobian import Jacobians, full_jacobians, lean_jacobians

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bilevel._checks import check_real
+from bilevel.checks import check_real
 from bilevel.moo._base import Aggregator, check_gramian
 from bilevel.moo._cagrad_solver import cagrad_dual
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bilevel._checks import check_choice, check_int, check_real
+from bilevel.checks import check_choice, check_int, check_real
 from bilevel.moo._base import check_state_keys
 
 APPLY_TO = ("all", "selected")

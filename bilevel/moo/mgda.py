@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bilevel._checks import check_choice, check_real
+from bilevel.checks import check_choice, check_real
 from bilevel.moo._base import Aggregator, check_gramian, check_losses_vector
 from bilevel.moo._simplex import _min_norm_weights
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bilevel._checks import check_choice, check_int
+from bilevel.checks import check_choice, check_int
 from bilevel.moo._base import Aggregator, check_gramian, check_state_keys
 
 REDUCTIONS = ("sum", "mean")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bilevel._checks import check_choice, check_int, check_real
+from bilevel.checks import check_choice, check_int, check_real
 from bilevel.moo._base import Aggregator, check_state_keys
 from bilevel.schedules import Schedule, as_schedule
 

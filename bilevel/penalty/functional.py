@@ -33,8 +33,8 @@ import torch
 from torch import Tensor
 
 from bilevel._autograd import add_optional, exchanged, grads
-from bilevel._checks import check_loss, check_real
 from bilevel._distributed import all_reduce_mean_
+from bilevel.checks import check_loss, check_real
 
 Closure = Callable[[], Tensor]
 """A loss closure: takes no arguments, returns a scalar tensor."""

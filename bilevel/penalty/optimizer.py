@@ -11,7 +11,6 @@ import torch
 from torch import Tensor
 
 from bilevel._autograd import needs_safe_norm, norm, safe_norm, stat_dtype
-from bilevel._checks import check_choice, check_int, check_real
 from bilevel._distributed import check_weight
 from bilevel._levels import (
     OptimizerFactory,
@@ -23,6 +22,7 @@ from bilevel._levels import (
     warn_inner_lr_default,
 )
 from bilevel._params import ParamsT, check_disjoint, copy_values, flat_params, param_groups
+from bilevel.checks import check_choice, check_int, check_real
 from bilevel.penalty.functional import (
     PENALTIES,
     Closure,

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from bilevel._checks import check_int, check_real
+from bilevel.checks import check_int, check_real
 
 T = TypeVar("T")
 _MASK64 = (1 << 64) - 1

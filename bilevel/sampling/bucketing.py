@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from bilevel._checks import check_int
+from bilevel.checks import check_int
 from bilevel.sampling._common import EpochCursor, EpochSampler, epoch_generator, load_cursor_state
 
 _BATCH_ORDER_STREAM = 2

@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from bilevel._checks import check_int
+from bilevel.checks import check_int
 from bilevel.sampling._common import (
     EpochSampler,
     check_sampling_ratio,

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bilevel._checks import check_int
+from bilevel.checks import check_int
 from bilevel.sampling._common import (
     EpochSampler,
     check_sampling_ratio,

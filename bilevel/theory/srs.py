@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from bilevel._checks import check_choice, check_int, check_real
+from bilevel.checks import check_choice, check_int, check_real
 from bilevel.theory import _exact
 
 FloatArray = NDArray[np.float64]

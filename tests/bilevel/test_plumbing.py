@@ -24,9 +24,9 @@ from bilevel._autograd import (
     total_norm,
     unflatten_like,
 )
-from bilevel._checks import check_choice, check_int, check_loss, check_ratio, check_real
 from bilevel._distributed import all_reduce_mean_, is_distributed
 from bilevel._params import check_disjoint, param_groups
+from bilevel.checks import check_choice, check_int, check_loss, check_ratio, check_real
 from bilevel.schedules import as_schedule
 from tests.bilevel._asserts import BadInput, assert_rejects
 

@@ -1,4 +1,8 @@
-"""Input validation shared by every optimizer: errors that name the argument and what was expected."""
+"""Argument validation: errors that name the argument and what was expected.
+
+Every `bilevel` optimizer checks its arguments with these functions; they are public so that code built on
+the library (a training loop, a recipe, a new optimizer) rejects bad input with the same messages.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+__all__ = ["check_choice", "check_int", "check_loss", "check_ratio", "check_real"]
 
 
 def check_loss(loss: Any, name: str) -> Tensor:
