@@ -13,32 +13,45 @@ equal compute (gradient evaluations, see ``zoo.recipes.bl_just``), plus three BL
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.harness import Context, Outcome, claim
+from benchmarks.harness import Budget, Outcome, claim
+from benchmarks.plotting import pyplot
 
 _CACHE: dict[tuple[Any, ...], Any] = {}
 
 
-def _setup(ctx: Context) -> dict[str, Any]:
-    """The settings of ``python -m zoo.recipes bl_just --preset standard`` (--full) or a small quick run."""
-    from zoo.recipes.cli import PRESETS
+@dataclass(frozen=True)
+class BLJustBudget(Budget):
+    """The scale: a preset of ``python -m zoo.recipes bl_just`` (``quick`` or ``standard``), with optional
+    overrides of its training steps (N1, N2, N3), labelled shares and number of seeds (for smoke runs)."""
 
-    p = PRESETS["standard"] if ctx.full else PRESETS["quick"]
-    return {
-        "corpus": p.corpus,
-        "encoder": p.encoder,
-        "shares": list(p.shares),
-        "seeds": [ctx.seed + i for i in range(len(p.seeds))],
-        "steps": tuple(p.steps),
-        "ablation_share": p.ablation_share,
-    }
+    preset: str = "quick"
+    steps: tuple[int, int, int] | None = None
+    shares: tuple[float, ...] | None = None
+    n_seeds: int | None = None
+
+    def setup(self) -> dict[str, Any]:
+        """The preset's settings, with the overrides applied and the seeds offset by the run seed."""
+        from zoo.recipes.cli import PRESETS
+
+        p = PRESETS[self.preset]
+        n_seeds = len(p.seeds) if self.n_seeds is None else self.n_seeds
+        return {
+            "corpus": p.corpus,
+            "encoder": p.encoder,
+            "shares": list(p.shares if self.shares is None else self.shares),
+            "seeds": [self.seed + i for i in range(n_seeds)],
+            "steps": tuple(p.steps if self.steps is None else self.steps),
+            "ablation_share": p.ablation_share,
+        }
 
 
-def _config(ctx: Context) -> Any:
+def _config(st: dict[str, Any]) -> Any:
     from zoo.recipes.bl_just import BLJustConfig
 
-    n1, n2, n3 = _setup(ctx)["steps"]
+    n1, n2, n3 = st["steps"]
     return BLJustConfig(
         exploration_steps=n1,
         joint_steps=n2,
@@ -49,30 +62,32 @@ def _config(ctx: Context) -> Any:
     )
 
 
-def _pool(ctx: Context) -> Any:
-    key = ("pool", _setup(ctx)["corpus"])
+def _pool(b: BLJustBudget) -> Any:
+    corpus = b.setup()["corpus"]
+    key = ("pool", corpus)
     if key not in _CACHE:
         from zoo.data import build_corpus
         from zoo.recipes.experiment import load_pool
 
-        _CACHE[key] = load_pool(build_corpus(_setup(ctx)["corpus"], seed=0, progress=ctx.show_progress))
+        _CACHE[key] = load_pool(build_corpus(corpus, seed=0, progress=b.show_progress))
     return _CACHE[key]
 
 
-def _run(ctx: Context, share: float, seed: int, method: str, variant: str = "full") -> Any:
-    key = ("run", ctx.full, share, seed, method, variant)
+def _run(b: BLJustBudget, share: float, seed: int, method: str, variant: str = "full") -> Any:
+    st = b.setup()
+    key = ("run", st["corpus"], st["encoder"], st["steps"], share, seed, method, variant)
     if key not in _CACHE:
         from zoo.recipes.experiment import run_one, split_share
 
-        data = split_share(_pool(ctx), share, seed)
+        data = split_share(_pool(b), share, seed)
         _CACHE[key] = run_one(
             data,
-            _config(ctx),
+            _config(st),
             method,
             seed=seed,
             variant=variant,
-            encoder=_setup(ctx)["encoder"],
-            progress=ctx.show_progress,
+            encoder=st["encoder"],
+            progress=b.show_progress,
         )
     return _CACHE[key]
 
@@ -103,28 +118,21 @@ _SATURATION = (
 )
 
 
-@claim(
-    "bl_just.wer",
-    title="BL-JUST vs PT+FT vs supervised-only at equal compute",
-    statement="At equal compute (gradient evaluations), BL-JUST's test WER is no worse than PT+FT's and "
-    "supervised-only's at every labelled share (the papers report BL-JUST wins; we report what we measure).",
-)
-def wer(ctx: Context) -> Outcome:
-    import matplotlib.pyplot as plt
-
-    from zoo.recipes.experiment import plot_wer, results_table
-
-    st = _setup(ctx)
+def wer_measure(b: BLJustBudget) -> dict[str, Any]:
+    st = b.setup()
     runs = [
-        _run(ctx, s, seed, m)
+        _run(b, s, seed, m)
         for s in st["shares"]
         for seed in st["seeds"]
-        for m in ctx.progress(["bl_just", "pt_ft", "supervised"], desc=f"share {s:g} seed {seed}")
+        for m in b.progress(["bl_just", "pt_ft", "supervised"], desc=f"share {s:g} seed {seed}")
     ]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    plot_wer(runs, "wer", axes[0])
-    plot_wer(runs, "cer", axes[1])
-    ctx.save_figure(fig, "wer_cer")
+    return {"setup": st, "runs": runs, "full": b.full}
+
+
+def wer_verdict(d: dict[str, Any]) -> Outcome:
+    from zoo.recipes.experiment import results_table
+
+    st, runs = d["setup"], d["runs"]
     per_share, ok, parts = {}, True, []
     metric = _metric(runs)
     for s in st["shares"]:
@@ -161,7 +169,7 @@ def wer(ctx: Context) -> Outcome:
         + _SATURATION
         + (
             "Seeds per share: " + str(len(st["seeds"])) + ". "
-            if ctx.full
+            if d["full"]
             else "Quick mode: one share (20 % of ≈ 380 utterances), one seed, 350 BL-JUST steps; no seed "
             "spread, so one seed's noise decides the verdict. The --full setting (= `python -m zoo.recipes "
             "bl_just --preset standard`) is reported in docs/tutorials/bl-just.md. "
@@ -171,24 +179,43 @@ def wer(ctx: Context) -> Outcome:
     )
 
 
-@claim(
-    "bl_just.matched_optima",
-    title="Both losses decrease together during joint training",
-    statement="During BL-JUST's penalty-based joint phase the supervised loss f and the unsupervised loss g "
-    'decrease together ("matched local optima"): both end the phase lower than they start it, and the '
-    "final g "
-    "stays below that of PT+FT, whose fine-tuning forgets the self-supervised solution.",
-)
-def matched_optima(ctx: Context) -> Outcome:
-    from zoo.recipes.cli import gap_reference
-    from zoo.recipes.experiment import joint_curves, plot_joint_curves
+def wer_figure(d: dict[str, Any]) -> dict[str, Any]:
+    from zoo.recipes.experiment import plot_wer
 
-    st = _setup(ctx)
+    fig, axes = pyplot().subplots(1, 2, figsize=(11, 3.8))
+    plot_wer(d["runs"], "wer", axes[0])
+    plot_wer(d["runs"], "cer", axes[1])
+    return {"wer_cer": fig}
+
+
+claim(
+    "bl_just.wer",
+    paper="arXiv 2401.06980, 2412.08548",
+    title="BL-JUST vs PT+FT vs supervised-only at equal compute",
+    statement="At equal compute (gradient evaluations), BL-JUST's test WER is no worse than PT+FT's and "
+    "supervised-only's at every labelled share (the papers report BL-JUST wins; we report what we measure).",
+    measure=wer_measure,
+    verdict=wer_verdict,
+    figure=wer_figure,
+    quick=BLJustBudget(),
+    full=BLJustBudget(preset="standard"),
+)
+
+
+def matched_optima_measure(b: BLJustBudget) -> dict[str, Any]:
+    from zoo.recipes.cli import gap_reference
+
+    st = b.setup()
     share, seed = st["ablation_share"], st["seeds"][0]
-    bl = _run(ctx, share, seed, "bl_just")
-    pt = _run(ctx, share, seed, "pt_ft")
-    v_hat = gap_reference([bl, pt], share, seed)
-    ctx.save_figure(plot_joint_curves(bl, v_hat), "curves")
+    bl = _run(b, share, seed, "bl_just")
+    pt = _run(b, share, seed, "pt_ft")
+    return {"bl_just": bl, "pt_ft": pt, "v_hat": gap_reference([bl, pt], share, seed)}
+
+
+def matched_optima_verdict(d: dict[str, Any]) -> Outcome:
+    from zoo.recipes.experiment import joint_curves
+
+    bl, pt, v_hat = d["bl_just"], d["pt_ft"], d["v_hat"]
     rows = [h for h in bl.history if h["phase"] == "joint"]
     w = max(1, len(rows) // 5)
     f0, f1 = (statistics.fmean(h["f"] for h in rows[:w]), statistics.fmean(h["f"] for h in rows[-w:]))
@@ -221,26 +248,39 @@ def matched_optima(ctx: Context) -> Outcome:
     )
 
 
-@claim(
-    "bl_just.ablations",
-    title="BL-JUST ablations: exploration, final fine-tuning, growing γ",
-    statement="Removing the self-supervised exploration, removing the final fine-tuning, or using a constant "
-    "γ = γ_max instead of the linear ramp each gives a test WER no better than the full recipe at equal "
-    "compute "
-    "(the journal paper's ablations).",
+def matched_optima_figure(d: dict[str, Any]) -> dict[str, Any]:
+    from zoo.recipes.experiment import plot_joint_curves
+
+    return {"curves": plot_joint_curves(d["bl_just"], d["v_hat"])}
+
+
+claim(
+    "bl_just.matched_optima",
+    paper="arXiv 2401.06980, 2412.08548",
+    title="Both losses decrease together during joint training",
+    statement="During BL-JUST's penalty-based joint phase the supervised loss f and the unsupervised loss g "
+    'decrease together ("matched local optima"): both end the phase lower than they start it, and the '
+    "final g "
+    "stays below that of PT+FT, whose fine-tuning forgets the self-supervised solution.",
+    measure=matched_optima_measure,
+    verdict=matched_optima_verdict,
+    figure=matched_optima_figure,
+    quick=BLJustBudget(),
+    full=BLJustBudget(preset="standard"),
 )
-def ablations(ctx: Context) -> Outcome:
-    import matplotlib.pyplot as plt
 
-    from zoo.recipes.experiment import plot_ablations
 
-    st = _setup(ctx)
+_VARIANTS = ["full", "no_exploration", "no_finetune", "constant_gamma"]
+
+
+def ablations_measure(b: BLJustBudget) -> dict[str, Any]:
+    st = b.setup()
     share = st["ablation_share"]
-    variants = ["full", "no_exploration", "no_finetune", "constant_gamma"]
-    runs = {v: [_run(ctx, share, seed, "bl_just", v) for seed in st["seeds"]] for v in ctx.progress(variants)}
-    fig = plot_ablations([r for v in variants for r in runs[v]])
-    ctx.save_figure(fig, "ablations")
-    plt.close("all")
+    return {v: [_run(b, share, seed, "bl_just", v) for seed in st["seeds"]] for v in b.progress(_VARIANTS)}
+
+
+def ablations_verdict(runs: dict[str, Any]) -> Outcome:
+    variants = _VARIANTS
     metric = _metric([r for rs in runs.values() for r in rs])
     stats = {v: _mean_sd([100 * getattr(r, metric) for r in rs]) for v, rs in runs.items()}
     wer_ = {v: statistics.fmean(100 * r.wer for r in rs) for v, rs in runs.items()}
@@ -264,3 +304,25 @@ def ablations(ctx: Context) -> Outcome:
         + "Each ablation keeps the total compute: the evaluations of a removed phase go to extra "
         "joint steps (`zoo.recipes.bl_just.ablate`); constant γ uses γ_max from the first joint step.",
     )
+
+
+def ablations_figure(runs: dict[str, Any]) -> dict[str, Any]:
+    from zoo.recipes.experiment import plot_ablations
+
+    return {"ablations": plot_ablations([r for v in _VARIANTS for r in runs[v]])}
+
+
+claim(
+    "bl_just.ablations",
+    paper="arXiv 2401.06980, 2412.08548",
+    title="BL-JUST ablations: exploration, final fine-tuning, growing γ",
+    statement="Removing the self-supervised exploration, removing the final fine-tuning, or using a constant "
+    "γ = γ_max instead of the linear ramp each gives a test WER no better than the full recipe at equal "
+    "compute "
+    "(the journal paper's ablations).",
+    measure=ablations_measure,
+    verdict=ablations_verdict,
+    figure=ablations_figure,
+    quick=BLJustBudget(),
+    full=BLJustBudget(preset="standard"),
+)

@@ -22,6 +22,7 @@ import bilevel
 from benchmarks.harness import Budget, Outcome, claim
 from benchmarks.plotting import pyplot
 from benchmarks.problems import C1_SOLUTION, LinearQuadratic, c1, c1_minimiser, toy_phi
+from benchmarks.stats import median_ratio_interval, paired_t_interval
 from benchmarks.timing import interleave
 
 D = torch.float64
@@ -625,18 +626,6 @@ def _acc(W: torch.Tensor, X: torch.Tensor, Y: torch.Tensor) -> float:
     return float(((X @ W).argmax(1) == Y).float().mean())
 
 
-def _paired_t(diffs: list[float], level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of per-seed differences and its two-sided Student-t interval."""
-    from scipy.stats import t as student_t
-
-    n = len(diffs)
-    m = statistics.fmean(diffs)
-    if n < 2:
-        return m, -math.inf, math.inf
-    half = float(student_t.ppf(0.5 + level / 2, n - 1)) * statistics.stdev(diffs) / math.sqrt(n)
-    return m, m - half, m + half
-
-
 def cleaning_measure(b: CleaningBudget) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
@@ -688,7 +677,7 @@ def cleaning_verdict(d: dict[str, Any]) -> Outcome:
     mean_acc = {arm: statistics.fmean(r[f"acc_{arm}"] for r in rows) for arm in _CLEANING_GRIDS}
     paired = {}
     for arm in _CLEANING_BASELINES:
-        m, lo, hi = _paired_t([r["acc_PenaltyBGD"] - r[f"acc_{arm}"] for r in rows])
+        m, lo, hi = paired_t_interval([r["acc_PenaltyBGD"] - r[f"acc_{arm}"] for r in rows])
         paired[arm] = {"mean": m, "ci95": [lo, hi]}
     strongest = max(_CLEANING_BASELINES, key=lambda a: mean_acc[a])
     st = paired[strongest]
@@ -885,7 +874,7 @@ def overhead_measure(b: OverheadBudget) -> dict[str, Any]:
         )
         best = min((name for _, name in hands), key=t.median)  # the fastest hand-written loop
         ratios = t.paired_ratios("ours", best)
-        lo, hi = _median_interval(ratios)
+        lo, hi = median_ratio_interval(ratios)
         results[f"inner_steps={inner}"] = {
             "reference": best,
             "median_ratio": t.median_paired_ratio("ours", best),
@@ -897,22 +886,6 @@ def overhead_measure(b: OverheadBudget) -> dict[str, Any]:
             "params": n_params,
         }
     return {"results": results, "gate_max_abs_diff": gates, "rounds": rounds, "steps_per_round": k}
-
-
-def _median_interval(x: list[float], level: float = 0.95) -> tuple[float, float]:
-    """Distribution-free interval for the median: order statistics whose binomial(n, ½) coverage is at
-    least ``level`` (the sign-test interval)."""
-    xs = sorted(x)
-    n = len(xs)
-    # largest j with P(Bin(n, ½) < j) ≤ (1 − level)/2: the interval [x_(j), x_(n+1−j)] (1-based)
-    tail, j, cum = (1 - level) / 2, 0, 0.0
-    while j < n // 2:
-        cum_next = cum + math.comb(n, j) / 2**n
-        if cum_next > tail:
-            break
-        cum, j = cum_next, j + 1
-    j = max(j, 1)
-    return xs[j - 1], xs[n - j]
 
 
 def overhead_verdict(d: dict[str, Any]) -> Outcome:

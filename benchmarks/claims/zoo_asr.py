@@ -223,6 +223,7 @@ def test_wer_verdict(d: dict[str, Any]) -> Outcome:
 
 claim(
     "zoo_asr.test_wer",
+    paper="arXiv 2505.08699",
     title="ASR models: test WER on held-out voices and real-time factor",
     statement="Each zoo ASR model (Conformer-CTC, SAR, DOTA) trains on the English corpus on this "
     "machine and "
@@ -286,6 +287,7 @@ def self_conditioning_figure(d: dict[str, Any]) -> dict[str, Any]:
 
 claim(
     "zoo_asr.self_conditioning",
+    paper="Nozaki & Komatsu, Interspeech 2021",
     title="Self-conditioned CTC vs plain CTC at equal steps",
     statement="The Conformer-CTC with self-conditioning (mid-layer CTC posteriors fed back, loss "
     "0.2/0.8) reaches "
@@ -400,6 +402,7 @@ def streaming_figure(d: dict[str, Any]) -> dict[str, Any]:
 
 claim(
     "zoo_asr.streaming",
+    paper="arXiv 2309.10926",
     title="SAR streaming: WER vs blockwise CTC, latency vs full context",
     statement="The semi-autoregressive model has a lower test WER than the same blockwise encoder "
     "trained with "
@@ -464,6 +467,7 @@ def dota_vs_ctc_verdict(d: dict[str, Any]) -> Outcome:
 
 claim(
     "zoo_asr.dota_vs_ctc",
+    paper="arXiv 2402.00235",
     title="Decoder-only (DOTA) vs Conformer-CTC at equal parameters",
     statement="At equal parameter counts (within 15 %), the decoder-only model's test WER is "
     "within 5 points of "
@@ -665,6 +669,7 @@ def block_scaling_figure(d: dict[str, Any]) -> dict[str, Any]:
 
 claim(
     "zoo_asr.block_scaling",
+    paper="arXiv 2505.08699",
     title="Block attention scales linearly with length; full attention quadratically",
     statement="Forward+backward time of relative-position attention with blocks of 50 frames grows "
     "linearly with "

@@ -13,18 +13,17 @@ from benchmarks.claims.penalty import (
     _CLEANING_BASELINES,
     _CLEANING_GRIDS,
     OverheadBudget,
-    _median_interval,
-    _paired_t,
     _small_loss_mask,
     cleaning_verdict,
     overhead_measure,
 )
+from benchmarks.stats import median_ratio_interval, paired_t_interval
 
 
 @pytest.mark.parametrize("n", [6, 10, 30, 60, 80])
 def test_median_interval_is_the_sign_test_interval(n: int) -> None:
     x = [float(v) for v in torch.randperm(n, generator=torch.Generator().manual_seed(n)).tolist()]
-    lo, hi = _median_interval(x)
+    lo, hi = median_ratio_interval(x)
     j = int(lo) + 1  # the data are 0..n-1, so x_(j) = j - 1
     assert hi == n - j  # symmetric order statistics x_(j), x_(n+1-j)
     # coverage 1 - 2·P(Bin(n, ½) ≤ j - 1) ≥ 95%, and j is the largest such index
@@ -33,19 +32,19 @@ def test_median_interval_is_the_sign_test_interval(n: int) -> None:
 
 
 def test_median_interval_falls_back_to_the_range_for_few_rounds() -> None:
-    assert _median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0)
+    assert median_ratio_interval([3.0, 1.0, 2.0]) == (1.0, 3.0)
 
 
 @pytest.mark.parametrize("diffs", [[0.01, 0.03, -0.005], [0.2, 0.1, 0.15, 0.12, 0.3], [-1.0, 2.0]])
 def test_paired_t_matches_scipy(diffs: list[float]) -> None:
-    m, lo, hi = _paired_t(diffs)
+    m, lo, hi = paired_t_interval(diffs)
     ci = stats.ttest_1samp(diffs, 0.0).confidence_interval(0.95)
     assert m == pytest.approx(sum(diffs) / len(diffs), rel=1e-12)
     assert (lo, hi) == pytest.approx((ci.low, ci.high), rel=1e-10)
 
 
 def test_paired_t_with_one_seed_is_unbounded() -> None:
-    assert _paired_t([0.1])[1:] == (-math.inf, math.inf)
+    assert paired_t_interval([0.1])[1:] == (-math.inf, math.inf)
 
 
 def test_small_loss_mask_keeps_the_smallest_noisy_losses_and_every_clean_sample() -> None:

@@ -76,12 +76,3 @@ def test_summary_in_milliseconds(clock) -> None:
 def test_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         interleave({"a": lambda: None}, **kwargs)
-
-
-def test_old_import_path_still_works() -> None:
-    from benchmarks.claims import _timing
-
-    assert (
-        _timing.interleaved_medians is interleaved_medians
-        and _timing.SavedTensorMeter is timing.SavedTensorMeter
-    )
