@@ -10,7 +10,7 @@ export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
 export NO_MKDOCS_2_WARNING ?= 1
 
-.PHONY: install bench bench-full speed speed-compare test test-slow lint types docs pytest pytest-default-kernels clean
+.PHONY: install bench bench-full speed speed-compare test test-slow lint types docs pytest pytest-default-kernels clean docs-figures mutation
 
 $(STAMP): pyproject.toml requirements/pins.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,20 @@ pytest: install
 # a result that depends on the CPU's vector unit shows up here rather than on a user's machine.
 pytest-default-kernels: install
 	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -n 2 -m "not slow" tests/bilevel
+
+# Copy a suite run's figures and verdicts into the docs (docs/figures/, the claims table of
+# docs/benchmarks.md, the claim blocks of the pages): make docs-figures RESULTS=results
+RESULTS ?= results
+docs-figures: install
+	$(PY) -m benchmarks.publish $(RESULTS)
+
+# Mutation testing of the core math ([tool.mutmut] in pyproject.toml: CAGrad, MGDA, the penalty gradients,
+# the SRS theory and sampler) with the fast tests of those modules; a fresh copy under mutants/, not part
+# of `make test`. `$(VENV)/bin/mutmut results` lists the survivors, `mutmut show NAME` shows one.
+mutation: install
+	rm -rf mutants
+	$(VENV)/bin/mutmut run --max-children 2
+	$(VENV)/bin/mutmut export-cicd-stats 2>/dev/null || true
 
 test: lint types docs pytest
 

@@ -143,6 +143,7 @@ class Claim:
     figure: Figure | None = None
     quick: Budget | None = None
     full: Budget | None = None
+    timing: bool = False
 
     def budget(self, *, full: bool, seed: int = 0, show_progress: bool = False) -> Budget:
         """The quick or full preset (full falls back to quick) with the run's mode, seed and progress."""
@@ -195,7 +196,7 @@ def _staged(measure: Measure, verdict: Verdict, figure: Figure | None, c: Callab
 
 @overload
 def claim(
-    name: str, *, title: str, statement: str, paper: str | None = None
+    name: str, *, title: str, statement: str, paper: str | None = None, timing: bool = False
 ) -> Callable[[Callable[[Context], Outcome]], Callable[[Context], Outcome]]: ...
 
 
@@ -211,6 +212,7 @@ def claim(
     figure: Figure | None = None,
     quick: Budget | None = None,
     full: Budget | None = None,
+    timing: bool = False,
 ) -> Claim: ...
 
 
@@ -225,20 +227,23 @@ def claim(
     figure: Figure | None = None,
     quick: Budget | None = None,
     full: Budget | None = None,
+    timing: bool = False,
 ) -> Any:
     """Register the claim ``name`` (dotted, e.g. ``"penalty.path"``).
 
     With ``measure`` and ``verdict`` (and optionally ``figure`` and the ``quick``/``full`` budgets)
     it registers the three-function claim and returns its `Claim`; without them it returns a
     decorator for a single ``fn(ctx) -> Outcome``. ``paper`` names where the claim comes from (a paper
-    reference); a claim about our own targets (speed, memory) leaves it empty.
+    reference); a claim about our own targets (speed, memory) leaves it empty. ``timing=True`` marks a
+    claim whose verdict rests on wall-clock time: the runner then runs it alone, after the other claims,
+    with no other claim competing for the cores.
     """
     if measure is None and verdict is None:
         if figure is not None or quick is not None or full is not None:
             raise TypeError(f"claim {name!r}: figure/quick/full need measure= and verdict=")
 
         def register(fn: Callable[[Context], Outcome]) -> Callable[[Context], Outcome]:
-            _register(Claim(name, title, statement.strip(), paper, fn, fn.__module__))
+            _register(Claim(name, title, statement.strip(), paper, fn, fn.__module__, timing=timing))
             return fn
 
         return register
@@ -250,7 +255,18 @@ def claim(
     made: list[Claim] = []
     fn = _staged(measure, verdict, figure, lambda: made[0])
     c = Claim(
-        name, title, statement.strip(), paper, fn, measure.__module__, measure, verdict, figure, quick, full
+        name,
+        title,
+        statement.strip(),
+        paper,
+        fn,
+        measure.__module__,
+        measure,
+        verdict,
+        figure,
+        quick,
+        full,
+        timing,
     )
     made.append(c)
     _register(c)

@@ -517,6 +517,7 @@ def speed_verdict(d: dict[str, Any]) -> Outcome:
 
 claim(
     "meta.speed",
+    timing=True,
     title="MAML step time vs higher, torchopt and a plain torch.func loop",
     statement=(
         "Setting: MLP 784-256-256-5, 4 tasks, 5-way 5-shot, 15 query, K = 5, CPU, one "

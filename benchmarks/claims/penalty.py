@@ -941,6 +941,7 @@ def overhead_figure(d: dict[str, Any]) -> dict[str, Any]:
 
 claim(
     "penalty.overhead",
+    timing=True,
     title="PenaltyBGD costs at most 1.10× the fastest hand-written loop computing the same update (1.6M "
     "parameters)",
     paper="Shen & Chen, ICML 2023",
@@ -1190,6 +1191,7 @@ def vs_boat_figure(d: dict[str, Any]) -> dict[str, Any]:
 
 claim(
     "penalty.vs_boat",
+    timing=True,
     title="Side by side with BOAT's PGDO (boat-torch) on claim 5: same iterates, time to the same accuracy",
     paper="Shen & Chen, ICML 2023",
     statement="""On claim penalty.value_function's problem, BOAT's PGDO (penalty "difference", 1 inner step)

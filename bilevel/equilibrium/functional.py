@@ -12,6 +12,7 @@ plumbing of [`bilevel._autograd`][bilevel._autograd], as in
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -100,9 +101,7 @@ def source_direction(
                 "that take the list of parameter values (e.g. via torch.func.functional_call)"
             )
         return _second_order(params, closure, lrs, inner_steps, name)
-    if functional:
-        return _first_order_functional(params, closure, lrs, inner_steps, mode, name)
-    return _first_order_swap(params, closure, lrs, inner_steps, mode, name)
+    return _first_order(params, closure, lrs, inner_steps, mode, name, functional)
 
 
 def _finish(
@@ -120,63 +119,46 @@ def _finish(
     return SourceResult(last, g0, before, after)
 
 
-def _first_order_swap(
-    params: list[Tensor], closure: SourceLoss, lrs: list[float], steps: int, mode: str, name: str
+def _first_order(
+    params: list[Tensor],
+    closure: SourceLoss,
+    lrs: list[float],
+    steps: int,
+    mode: str,
+    name: str,
+    functional: bool,
 ) -> SourceResult:
-    # the parameters are backed by φ's storage while the closure runs: their own storage is never written
+    # φ is updated in place. A closure that reads the module's parameters sees φ through an exchange of
+    # storage (the parameters' own storage is never written); a functional closure gets φ itself.
     phi = [p.detach().clone() for p in params]
     path_sum = [torch.zeros_like(p) for p in phi]
     g0: list[Tensor] = []
     before = after = float("nan")
     last: list[Tensor] | None = None
-    with exchanged(params, phi), torch.enable_grad():
-        for k in range(steps):
+
+    def value_and_grads() -> tuple[Tensor, list[Tensor]]:
+        if not functional:
             loss = _call(closure, None, name)
-            g = _grads(loss, params, name)
+            return loss, _grads(loss, params, name)
+        cur = [t.detach().requires_grad_(True) for t in phi]
+        loss = _call(closure, cur, name)
+        return loss, _grads(loss, cur, name)
+
+    with exchanged(params, phi) if not functional else nullcontext(), torch.enable_grad():
+        for k in range(steps):
+            loss, g = value_and_grads()
             if k == 0:
                 before, g0 = float(loss.detach()), g
             if mode == "reptile":
                 path_sum = [s + gi for s, gi in zip(path_sum, g)]
             with torch.no_grad():
                 for w, gi, lr in zip(phi, g, lrs):
-                    w.copy_(w - lr * gi)  # the same operations as the functional path (bit for bit)
+                    w.copy_(w - lr * gi)
         if mode == "reptile":
             with torch.no_grad():
-                after = float(_call(closure, None, name))
+                after = float(_call(closure, phi if functional else None, name))
         else:
-            loss = _call(closure, None, name)
-            last = _grads(loss, params, name)
-            after = float(loss.detach())
-            if steps == 0:
-                before, g0 = after, last
-    return _finish(mode, path_sum, last, g0, before, after, steps)
-
-
-def _first_order_functional(
-    params: list[Tensor], closure: SourceLoss, lrs: list[float], steps: int, mode: str, name: str
-) -> SourceResult:
-    phi = [p.detach() for p in params]
-    path_sum = [torch.zeros_like(p) for p in phi]
-    g0: list[Tensor] = []
-    before = after = float("nan")
-    last: list[Tensor] | None = None
-    with torch.enable_grad():
-        for k in range(steps):
-            cur = [t.requires_grad_(True) for t in phi]
-            loss = _call(closure, cur, name)
-            g = _grads(loss, cur, name)
-            if k == 0:
-                before, g0 = float(loss.detach()), g
-            if mode == "reptile":
-                path_sum = [s + gi for s, gi in zip(path_sum, g)]
-            phi = [(t - lr * gi).detach() for t, gi, lr in zip(cur, g, lrs)]
-        if mode == "reptile":
-            with torch.no_grad():
-                after = float(_call(closure, phi, name))
-        else:
-            cur = [t.requires_grad_(True) for t in phi]
-            loss = _call(closure, cur, name)
-            last = _grads(loss, cur, name)
+            loss, last = value_and_grads()
             after = float(loss.detach())
             if steps == 0:
                 before, g0 = after, last

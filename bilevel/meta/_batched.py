@@ -45,6 +45,33 @@ def check_finite_tasks(batched: Iterable[Tensor], n_tasks: int, what: str) -> No
         raise ValueError(f"non-finite values in {what} for tasks {bad}")
 
 
+def check_depends_on_params(
+    loss_fn: BatchedLossFn, fixed: Params, params: Params, data: Any, name: str
+) -> None:
+    """Raise a ``ValueError`` when ``loss_fn`` on the first task of ``data`` does not reach ``params``.
+
+    ``torch.func.grad`` returns zeros for a loss that ignores its inputs, so a loss written without
+    ``functional_call`` (evaluating the module's own parameters) would otherwise train nothing, silently.
+    The probe costs one forward and one backward pass of one task.
+    """
+    first = torch.utils._pytree.tree_map(lambda t: t[0], data)
+    probe = {n: p.detach().requires_grad_() for n, p in params.items()}
+    with torch.enable_grad():
+        value = loss_fn({**{n: p.detach() for n, p in fixed.items()}, **probe}, first)
+        reached = (
+            isinstance(value, Tensor)
+            and value.requires_grad
+            and any(
+                g is not None for g in torch.autograd.grad(value, list(probe.values()), allow_unused=True)
+            )
+        )
+    if not reached:
+        raise ValueError(
+            f"loss_fn on {name} returned a loss that does not depend on the parameters it is given: "
+            "evaluate the model with torch.func.functional_call(model, params, ...)"
+        )
+
+
 def adapt_batched(
     model: nn.Module,
     loss_fn: BatchedLossFn,
@@ -86,6 +113,8 @@ def adapt_batched(
     fixed = {n: p for n, p in theta.items() if n not in keys}
     lr = common_scalar(lrs, keys)
     neg_lr = 0.0 if lr is None else -lr
+    if inner_steps > 0:
+        check_depends_on_params(loss_fn, fixed, {n: theta[n] for n in keys}, data, "data")
 
     def task_loss(adapted: Params, d: Any) -> Tensor:
         return loss_fn({**fixed, **adapted}, d)

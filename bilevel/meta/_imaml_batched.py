@@ -12,7 +12,7 @@ from torch.func import grad, vmap
 from bilevel._distributed import all_reduce_mean_
 from bilevel.checks import check_int, check_real
 from bilevel.meta._adapt import Params, select_names
-from bilevel.meta._batched import BatchedLossFn, check_finite_tasks, check_task_data
+from bilevel.meta._batched import BatchedLossFn, check_depends_on_params, check_finite_tasks, check_task_data
 from bilevel.meta._proximal import proximal_solve_batched
 
 
@@ -75,6 +75,8 @@ def imaml_grad_batched(
     theta = dict(model.named_parameters())
     anchor = {n: theta[n].detach() for n in keys}
     fixed = {n: p.detach() for n, p in theta.items() if n not in keys}
+    check_depends_on_params(loss_fn, fixed, anchor, support, "support")
+    check_depends_on_params(loss_fn, fixed, anchor, query, "query")
 
     def loss(p: Params, d: Any) -> Tensor:
         return loss_fn({**fixed, **p}, d)

@@ -11,7 +11,7 @@ from torch.func import grad_and_value, vmap
 
 from bilevel.checks import check_int, check_real
 from bilevel.meta._adapt import Params, select_names
-from bilevel.meta._batched import BatchedLossFn, check_finite_tasks, check_task_data
+from bilevel.meta._batched import BatchedLossFn, check_depends_on_params, check_finite_tasks, check_task_data
 
 _ROUND = 64 * torch.finfo(torch.float32).eps
 """Relative slack of the acceptance test, f(φ') ≤ f(φ)(1 + slack): round-off, not an increase."""
@@ -96,6 +96,8 @@ def imaml_adapt_batched(
     theta = dict(model.named_parameters())
     anchor = {n: theta[n].detach() for n in keys}
     fixed = {n: p.detach() for n, p in theta.items() if n not in keys}
+    if inner_steps > 0:
+        check_depends_on_params(loss_fn, fixed, anchor, data, "data")
     with torch.no_grad():
         phi = proximal_solve_batched(loss_fn, fixed, anchor, data, n_tasks, lam=lam, lr=lr, steps=inner_steps)
     check_finite_tasks(phi.values(), n_tasks, "the adapted parameters")

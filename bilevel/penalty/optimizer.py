@@ -104,9 +104,18 @@ class PenaltyBGD(torch.optim.Optimizer):
         lower_optimizer: the lower level's factory, overriding ``optimizer`` (called the same way).
 
     Examples:
-        >>> opt = PenaltyBGD(head.parameters(), body.parameters(), lr=0.1,
-        ...                  gamma=LinearRamp(0.0, 10.0, 1000), inner_steps=1)  # doctest: +SKIP
-        >>> stats = opt.step(upper_loss=f, lower_loss=g)  # doctest: +SKIP
+        The lower level puts $y$ at $x$; the upper level wants $y$ near 1 and $x$ near 0, so the
+        bilevel solution is $x = y = 1/2$, which the penalty method approaches as γ grows:
+
+        >>> import torch, bilevel
+        >>> x, y = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+        >>> opt = bilevel.PenaltyBGD([x], [y], lr=0.1, gamma=bilevel.LinearRamp(0.0, 10.0, 100),
+        ...                          inner_steps=1)
+        >>> for _ in range(200):
+        ...     stats = opt.step(upper_loss=lambda: ((y - 1) ** 2 + x**2).sum(),
+        ...                      lower_loss=lambda: ((y - x) ** 2).sum())
+        >>> stats.gamma, round(x.item(), 2), round(y.item(), 2)
+        (10.0, 0.48, 0.52)
     """
 
     def __init__(

@@ -9,7 +9,7 @@ from bilevel.sampling._common import EpochSampler, draw_count, epoch_generator
 from bilevel.sampling.bucketing import BucketBatchSampler, bucket_batches
 from bilevel.sampling.distributed import DistributedSoftRandomSampler
 from bilevel.sampling.soft_random import SoftRandomSampler, soft_random_indices
-from bilevel.sampling.subsets import FixedSubsetSampler, FreshSubsetSampler, ShuffledSampler
+from bilevel.sampling.subsets import FixedSubsetSampler, FreshSubsetSampler, ShuffledSampler, k_center_greedy
 
 __all__ = [
     "BucketBatchSampler",
@@ -22,5 +22,6 @@ __all__ = [
     "bucket_batches",
     "draw_count",
     "epoch_generator",
+    "k_center_greedy",
     "soft_random_indices",
 ]

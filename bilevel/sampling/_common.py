@@ -5,6 +5,7 @@ resumable position within an epoch, and the `EpochSampler` base class (``set_epo
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from numbers import Integral
 from typing import Any, TypeVar
@@ -112,45 +113,83 @@ class EpochCursor:
     that epoch were already yielded (shared by `EpochSampler`, whose elements are indices, and
     [`BucketBatchSampler`][bilevel.sampling.BucketBatchSampler], whose elements are batches).
 
-    ``run(draw)`` yields ``draw(epoch)[position:]`` and moves the cursor *before* yielding each element, so a
-    state taken between any two ``next()`` calls names exactly the next element; after the last element of
-    an epoch the cursor is at ``(epoch + 1, 0)``. A position restored by `restore()` survives one
-    `pin()` of the same epoch (a loop that calls ``set_epoch(e)`` at the top of every epoch resumes
-    exactly); any other `pin()` starts its epoch at the first element.
+    ``run(draw)`` yields ``draw(epoch)[position:]``; a state taken between any two ``next()`` calls names
+    exactly the next element, and after the last element of an epoch the cursor is at ``(epoch + 1, 0)``.
+    A position restored by `restore()` survives one `pin()` of the same epoch (a loop that calls
+    ``set_epoch(e)`` at the top of every epoch resumes exactly); any other `pin()` starts its epoch at the
+    first element.
+
+    The running epoch is iterated by a plain list iterator (no Python code per element); the position is
+    read off that iterator when asked for (``len(rest) - length_hint``). Moving the cursor (`pin()`,
+    `restore()` or a new `run()`) empties the list behind the running iterator, so that iterator stops:
+    it is stale.
     """
 
     def __init__(self) -> None:
-        self.epoch = 0
-        self.position = 0
+        self._epoch = 0
+        self._position = 0
         self._restored = False
+        # the running epoch: (epoch, its length, the list of the elements not yet yielded at the start,
+        # the iterator over that list)
+        self._live: tuple[int, int, list[Any], Iterator[Any]] | None = None
+
+    def _sync(self) -> None:
+        live = self._live
+        if live is None:
+            return
+        e, n, _, it = live
+        pos = n - operator.length_hint(it)
+        if pos >= n:
+            self._epoch, self._position, self._live = e + 1, 0, None
+        else:
+            self._epoch, self._position = e, pos
+
+    def _detach(self) -> None:
+        self._sync()
+        if self._live is not None:
+            self._live[2].clear()  # the running iterator is now exhausted: stale
+            self._live = None
+
+    @property
+    def epoch(self) -> int:
+        self._sync()
+        return self._epoch
+
+    @property
+    def position(self) -> int:
+        self._sync()
+        return self._position
 
     def pin(self, epoch: int) -> None:
-        if not (self._restored and epoch == self.epoch):
-            self.position = 0
-        self.epoch = epoch
+        self._detach()
+        if not (self._restored and epoch == self._epoch):
+            self._position = 0
+        self._epoch = epoch
 
     def restore(self, epoch: int, position: int, size: int) -> None:
+        self._detach()
         if position > size:
             raise ValueError(
                 f"state['position'] must be <= {size} (the length of epoch {epoch}), got {position}"
             )
         if position == size and position > 0:  # the epoch was complete
             epoch, position = epoch + 1, 0
-        self.epoch, self.position, self._restored = epoch, position, position > 0
+        self._epoch, self._position, self._restored = epoch, position, position > 0
 
     def run(self, draw: Callable[[int], Sequence[T]]) -> Iterator[T]:
-        e, start = self.epoch, self.position
+        self._detach()
+        e, start = self._epoch, self._position
         self._restored = False
         items = draw(e)
         n = len(items)
         if start >= n:
-            self.epoch, self.position = e + 1, 0
+            self._epoch, self._position = e + 1, 0
             return
-        for i in range(start, n):
-            if (self.epoch, self.position) != (e, i):
-                return  # set_epoch or load_state_dict moved the cursor: this iterator is stale
-            self.epoch, self.position = (e + 1, 0) if i + 1 == n else (e, i + 1)
-            yield items[i]
+        # our own copy (a list slice is one): emptying it stops the iterator below
+        rest = items[start:] if type(items) is list else list(items[start:])
+        it = iter(rest)
+        self._live = (e, n, rest, it)
+        yield from it
 
 
 def load_cursor_state(state: Any) -> tuple[int, int, int]:

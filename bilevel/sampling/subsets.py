@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bilevel.checks import check_int
 from bilevel.sampling._common import (
     EpochSampler,
     check_sampling_ratio,
@@ -124,3 +125,49 @@ def _check_subset(indices: Any, length: int) -> Tensor:
     if t.unique().numel() != t.numel():
         raise ValueError("indices must be distinct")
     return t.clone()
+
+
+def k_center_greedy(
+    features: Tensor, size: int, generator: torch.Generator | int | None = None
+) -> tuple[list[int], int]:
+    r"""The greedy k-center coreset (Sener & Savarese, ICLR 2018) of ``size`` rows of ``features``.
+
+    Starts from a random row, then repeatedly adds the row farthest (squared Euclidean distance) from the
+    rows chosen so far, a 2-approximation of $\min_S\max_i\min_{j\in S}\lVert x_i-x_j\rVert$. Use the
+    indices with [`FixedSubsetSampler`][bilevel.sampling.FixedSubsetSampler] (``indices=``).
+
+    Args:
+        features: ``(N, d)`` embeddings.
+        size: the coreset size $1 \le m \le N$.
+        generator: seeds the first row (an int seed, a ``torch.Generator`` or ``None``).
+
+    Returns:
+        The chosen row indices in selection order and the multiply-add count of the selection ($mNd$).
+
+    Examples:
+        >>> import torch
+        >>> from bilevel.sampling import k_center_greedy
+        >>> x = torch.tensor([[0.0], [0.1], [5.0], [10.0]])
+        >>> sorted(k_center_greedy(x, 3, generator=torch.Generator().manual_seed(0))[0])
+        [0, 2, 3]
+    """
+    if not isinstance(features, Tensor) or features.dim() != 2 or features.shape[0] == 0:
+        shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+        raise ValueError(f"features must be a non-empty (N, d) tensor, got {shape}")
+    n, d = features.shape
+    check_int(size, "size", low=1)
+    if size > n:
+        raise ValueError(f"size must be <= the number of rows {n}, got {size}")
+    gen = generator if isinstance(generator, torch.Generator) else None
+    if gen is None:
+        gen = torch.Generator().manual_seed(resolve_seed(generator))
+    first = int(torch.randint(n, (1,), generator=gen))
+    chosen = [first]
+    dist = ((features - features[first]) ** 2).sum(1)
+    macs = n * d
+    for _ in range(size - 1):
+        nxt = int(dist.argmax())
+        chosen.append(nxt)
+        dist = torch.minimum(dist, ((features - features[nxt]) ** 2).sum(1))
+        macs += n * d
+    return chosen, macs

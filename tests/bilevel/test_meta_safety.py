@@ -291,3 +291,34 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_meta_rejects_bad_input(case: BadInput) -> None:
     assert_rejects(case)
+
+
+def _ignores_params(model: nn.Module):
+    """A loss written without functional_call: it evaluates the module's own parameters, so
+    torch.func.grad with respect to the ``params`` it is given would be zero."""
+
+    def loss(p, d):
+        return model(d[0]).pow(2).mean()
+
+    return loss
+
+
+@pytest.mark.parametrize("entry", ["adapt_batched", "imaml_adapt_batched", "imaml_grad_batched"])
+def test_batched_entry_points_reject_a_loss_that_ignores_the_parameters(entry: str) -> None:
+    from bilevel.meta import imaml_adapt_batched
+
+    model = _mlp()
+    xb, yb = _data(3, tasks=2)
+    call = {
+        "adapt_batched": lambda f: adapt_batched(model, f, (xb, yb), 0.1, 1),
+        "imaml_adapt_batched": lambda f: imaml_adapt_batched(
+            model, f, (xb, yb), reg=1.0, inner_lr=0.1, inner_steps=1
+        ),
+        "imaml_grad_batched": lambda f: imaml_grad_batched(
+            model, f, (xb, yb), (xb, yb), reg=1.0, inner_lr=0.1, inner_steps=1
+        ),
+    }[entry]
+    with pytest.raises(ValueError, match="does not depend on the parameters"):
+        call(_ignores_params(model))
+    assert all(p.grad is None for p in model.parameters())
+    call(_batched(model))  # the same call with a functional loss runs

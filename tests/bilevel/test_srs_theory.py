@@ -206,6 +206,7 @@ def test_cover_time_against_the_sampler_and_an_independent_recursion() -> None:
         while not bool(seen.all()):
             seen[smp.indices(e)] = True
             e += 1
+            assert e <= 1000, f"run {r}: {N} items not covered in 1000 epochs (expected about 10)"
         taus.append(e)
     t = np.array(taus, dtype=float)
     assert abs(t.mean() - float(srs.expected_epochs_to_cover(N, s))) < 4 * t.std(ddof=1) / math.sqrt(len(t))

@@ -267,3 +267,79 @@ def test_masked_prediction_zeroes_masked_frames_and_has_closed_form_losses() -> 
     assert oracle.item() == 0.0
     with pytest.raises(ValueError, match="feats must be"):
         loss_fn(fold_encoder, torch.randn(2, 10, F + 1, dtype=torch.float64), lens)
+
+
+# ------------------------------------------------------------------ InfoNCE across ranks (gloo, 2 processes)
+_ROWS = (3, 5)  # unequal shards: rank 0 holds rows 0-2 of the global batch, rank 1 rows 3-7
+
+
+def _global_pairs() -> tuple[Tensor, Tensor, nn.Linear]:
+    g = torch.Generator().manual_seed(7)
+    q = torch.randn(sum(_ROWS), 4, generator=g, dtype=torch.float64)
+    p = torch.randn(sum(_ROWS), 4, generator=g, dtype=torch.float64)
+    head = nn.Linear(4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(4, 4, generator=g, dtype=torch.float64))
+        head.bias.copy_(torch.randn(4, generator=g, dtype=torch.float64))
+    return q, p, head
+
+
+def _loss_and_grads(q: Tensor, p: Tensor, head: nn.Linear, **kw) -> tuple[float, list[Tensor]]:
+    """InfoNCE of (head(q), p) and its gradients with respect to the head (queries) and p (positives)."""
+    p = p.clone().requires_grad_()
+    loss = info_nce(head(q), p * 1.0, 0.5, **kw)
+    gs = torch.autograd.grad(loss, [head.weight, head.bias, p])
+    return loss.item(), [t.detach() for t in gs]
+
+
+def _gather_worker(rank: int, init: str, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    try:
+        q, p, head = _global_pairs()
+        lo = sum(_ROWS[:rank])
+        rows = slice(lo, lo + _ROWS[rank])
+        loss, (gw, gb, gp) = _loss_and_grads(q[rows], p[rows], head)  # gather on by default
+        local, _ = _loss_and_grads(q[rows], p[rows], head, gather=False)
+        # the training stack's average: weighted by the local number of pairs
+        n = float(_ROWS[rank])
+        flat = torch.cat(
+            [torch.tensor([loss * n, local * n], dtype=torch.float64), gw.reshape(-1) * n, gb * n]
+        )
+        dist.all_reduce(flat)
+        flat /= sum(_ROWS)
+        full_gp = torch.zeros(sum(_ROWS), 4, dtype=torch.float64)
+        full_gp[rows] = gp * n / sum(_ROWS)  # this rank's rows, as a share of the global mean's gradient
+        dist.all_reduce(full_gp)
+        if rank == 0:
+            torch.save({"flat": flat, "gp": full_gp}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_info_nce_on_two_ranks_equals_the_global_batch(tmp_path) -> None:
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "rank0.pt"
+    mp.spawn(_gather_worker, args=(f"file://{tmp_path / 'pg'}", str(out)), nprocs=2, join=True)
+    got = torch.load(out)
+    q, p, head = _global_pairs()
+    loss, (gw, gb, gp) = _loss_and_grads(q, p, head)  # one process, the global batch of 8 pairs
+    flat = got["flat"]
+    # the same float64 sums in another order
+    assert float(flat[0]) == pytest.approx(loss, rel=1e-12)
+    torch.testing.assert_close(flat[2:18].view(4, 4), gw, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(flat[18:22], gb, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got["gp"], gp, rtol=1e-10, atol=1e-12)
+    # with local negatives only (3- and 5-way) the loss is a different number: the gather matters
+    assert abs(float(flat[1]) - loss) > 0.05
+
+
+def test_gather_must_be_a_bool_or_none() -> None:
+    q = torch.randn(4, 3)
+    with pytest.raises(TypeError, match="gather"):
+        info_nce(q, q, gather="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="gather"):
+        CPCLoss(3, gather=1)  # type: ignore[arg-type]

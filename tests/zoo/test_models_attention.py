@@ -152,6 +152,26 @@ def test_fused_backward_matches_finite_differences(block: int | None) -> None:
     assert torch.autograd.gradcheck(f, (q, k, v, table))
 
 
+def test_fused_backward_supports_batched_grad_outputs() -> None:
+    """Per-objective gradients in one batched backward (vmap over grad_outputs, as multi-objective
+    aggregation computes them) equal one backward per objective, to round-off."""
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (
+        torch.randn(2, 2, 6, 3, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3)
+    )
+    table = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    out = relative_attention(q, k, v, table)
+    losses = torch.stack([out[0].pow(2).sum(), out[1].sin().sum(), (out * out.roll(1, -1)).sum()])
+    ins = (q, k, v, table)
+    batched = torch.autograd.grad(
+        losses, ins, grad_outputs=torch.eye(3, dtype=torch.float64), is_grads_batched=True, retain_graph=True
+    )
+    for i in range(3):
+        one = torch.autograd.grad(losses[i], ins, retain_graph=True)
+        for b, o in zip(batched, one, strict=True):
+            torch.testing.assert_close(b[i], o, rtol=1e-12, atol=1e-12)
+
+
 def test_dropout_path_matches_fused_path_without_dropout() -> None:
     g = torch.Generator().manual_seed(4)
     q, k, v = (torch.randn(1, 2, 6, 4, generator=g, dtype=torch.float64) for _ in range(3))

@@ -26,7 +26,10 @@ from zoo.training import (
     dataclass_arguments,
     dataclass_from_args,
     load_checkpoint,
+    parse_recipe,
+    preset_in,
     read_log,
+    recipe_parser,
     save_checkpoint,
     warmup_cosine,
     write_report,
@@ -198,6 +201,29 @@ def test_dataclass_command_line_shows_every_default_and_round_trips() -> None:
     assert dataclass_from_args(_Cfg, ap.parse_args([])) == _Cfg(steps=7)
     with pytest.raises(SystemExit):
         ap.parse_args(["--kind", "c"])
+
+
+def test_recipe_command_line_takes_its_defaults_from_the_named_preset(monkeypatch) -> None:
+    presets = {"quick": _Cfg(steps=3), "standard": _Cfg(steps=30, kind="b")}
+
+    def parser(preset: str = "quick") -> argparse.ArgumentParser:
+        return recipe_parser("prog", _Cfg, presets, preset)
+
+    assert preset_in(["--steps", "4", "--preset", "standard"], presets) == "standard"
+    assert preset_in(["--preset=nope"], presets) == "quick"  # the full parser then rejects it
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    try:
+        run, args = parse_recipe(parser, _Cfg, presets, ["--preset", "standard", "--steps", "5"])
+        assert run == _Cfg(steps=5, kind="b") and args.quiet is False and torch.get_num_threads() == 1
+        assert parse_recipe(parser, _Cfg, presets, [])[0] == _Cfg(steps=3)
+        run, args = parse_recipe(parser, _Cfg, presets, ["--preset", "standard", "--threads", "2", "--quiet"])
+        assert run == presets["standard"] and args.quiet and torch.get_num_threads() == 2
+        with pytest.raises(SystemExit):
+            parse_recipe(parser, _Cfg, presets, ["--preset", "nope"])
+    finally:
+        torch.set_num_threads(before)
+    assert "those of --preset standard" in parser("standard").format_help()
 
 
 BAD = [

@@ -11,6 +11,8 @@ Quick start::
 """
 
 from zoo.data.audio import AudioClip, AudioError, audio_info, load_audio, read_audio, write_audio
+from zoo.data.augment import AUGMENT_PRESETS, Augment
+from zoo.data.augmented import AugmentedCopies
 from zoo.data.corpus import (
     PRESETS,
     CorpusCheck,
@@ -43,11 +45,14 @@ from zoo.data.text import LANGUAGES, Phrase, normalize, random_phrase
 from zoo.data.tokenizers import CharTokenizer, SentencePieceTokenizer, corpus_tokenizer
 
 __all__ = [
+    "AUGMENT_PRESETS",
     "LANGUAGES",
     "PRESETS",
     "SPLITS",
     "AudioClip",
     "AudioError",
+    "Augment",
+    "AugmentedCopies",
     "CharTokenizer",
     "CorpusCheck",
     "CorpusConfig",

@@ -4,18 +4,49 @@
 * `read_audio()` — a user's file at any rate and channel count, downmixed to mono and resampled to a
   model's rate (``torchaudio.functional.resample``, windowed sinc); empty audio is an error.
 * `audio_info()`, `write_audio()` — header only; atomic write.
+* `resampler()` — a cached ``torchaudio.transforms.Resample`` per rate pair: its windowed-sinc kernel
+  is computed once per process instead of once per call (the corpus resamples every utterance from
+  eSpeak's 22 050 Hz, and ``torchaudio.functional.resample`` rebuilds a 320-phase kernel each time).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
+import torchaudio
+
+
+@cache
+def resampler(orig_hz: int, new_hz: int) -> torchaudio.transforms.Resample:
+    """The ``torchaudio.transforms.Resample(orig_hz, new_hz)`` of this process (rates reduced by their
+    gcd; kernel built once, float32); maps ``(..., N)`` to ``(..., ceil(N new / orig))`` samples."""
+    g = math.gcd(int(orig_hz), int(new_hz))
+    if g != 1:
+        return resampler(int(orig_hz) // g, int(new_hz) // g)
+    return torchaudio.transforms.Resample(int(orig_hz), int(new_hz))
+
+
+def resample(wav: np.ndarray | torch.Tensor, orig_hz: int, new_hz: int) -> torch.Tensor:
+    """Band-limited resampling of float32 samples (last axis) with the cached `resampler()`."""
+    x = torch.as_tensor(wav, dtype=torch.float32)
+    if orig_hz == new_hz:
+        return x
+    # oneDNN builds a convolution primitive per input shape; with a new length per utterance that costs
+    # 3-5 times the convolution itself, so resample with ATen's own kernel
+    mkldnn = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False  # type: ignore[assignment]
+    try:
+        with torch.no_grad():
+            return resampler(orig_hz, new_hz)(x)
+    finally:
+        torch.backends.mkldnn.enabled = mkldnn  # type: ignore[assignment]
 
 
 class AudioError(ValueError):
@@ -102,7 +133,7 @@ def read_audio(path: str | Path, sample_rate: int | None = None) -> AudioClip:
     wav = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     rate = sr
     if sample_rate is not None and sample_rate != sr:
-        wav = AF.resample(torch.from_numpy(np.ascontiguousarray(wav)), sr, sample_rate).numpy()
+        wav = resample(np.ascontiguousarray(wav), sr, sample_rate).numpy()
         rate = sample_rate
         if len(wav) == 0:
             raise AudioError(f"audio file {p} is too short to resample to {sample_rate} Hz")
@@ -118,8 +149,17 @@ def audio_info(path: str | Path) -> tuple[int, int]:
     return int(info.samplerate), int(info.frames)
 
 
-def write_audio(path: str | Path, wav: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> Path:
-    """Write ``wav`` (1-D float in [-1, 1]) atomically; the format follows the suffix (.flac, .wav)."""
+def write_audio(
+    path: str | Path,
+    wav: np.ndarray,
+    sample_rate: int,
+    subtype: str = "PCM_16",
+    compression_level: float | None = None,
+) -> Path:
+    """Write ``wav`` (1-D float in [-1, 1]) atomically; the format follows the suffix (.flac, .wav).
+
+    ``compression_level`` (FLAC only, 0 = fastest to 1 = smallest; libsndfile's default when ``None``)
+    changes the file size and the encoding time, never the decoded samples."""
     p = Path(path)
     a = np.asarray(wav, dtype=np.float32)
     if a.ndim != 1:
@@ -129,10 +169,22 @@ def write_audio(path: str | Path, wav: np.ndarray, sample_rate: int, subtype: st
     fmt = {".flac": "FLAC", ".wav": "WAV", ".ogg": "OGG"}.get(p.suffix.lower())
     if fmt is None:
         raise ValueError(f"unsupported audio suffix {p.suffix!r} for {p}; use .flac, .wav or .ogg")
+    if compression_level is not None and not (fmt == "FLAC" and 0.0 <= compression_level <= 1.0):
+        raise ValueError(f"compression_level must be in [0, 1] and only for .flac, got {compression_level!r}")
     tmp = p.with_name(f"{p.name}.{os.getpid()}.part")
-    sf.write(str(tmp), np.clip(a, -1.0, 1.0), sample_rate, subtype=subtype, format=fmt)
+    kw = {} if compression_level is None else {"compression_level": float(compression_level)}
+    sf.write(str(tmp), np.clip(a, -1.0, 1.0), sample_rate, subtype=subtype, format=fmt, **kw)
     os.replace(tmp, p)
     return p
 
 
-__all__ = ["AudioClip", "AudioError", "audio_info", "load_audio", "read_audio", "write_audio"]
+__all__ = [
+    "AudioClip",
+    "AudioError",
+    "audio_info",
+    "load_audio",
+    "read_audio",
+    "resample",
+    "resampler",
+    "write_audio",
+]

@@ -49,9 +49,12 @@ from zoo.data.integrity import (
 )
 from zoo.data.manifest import MANIFEST_NAME, Utterance, hours_by, read_manifest, write_manifest
 from zoo.data.synth import DEFAULT_VARIANTS, VoiceSpec, advance_state, available_variants, default_workers
-from zoo.data.text import KINDS, LANGUAGES, check_language, random_phrase
+from zoo.data.text import KINDS, LANGUAGES, check_language, name_lists, random_phrase
 
 FORMAT_VERSION = 2
+
+#: Synthesis engines a corpus can be rendered with (`CorpusConfig.engine`).
+ENGINES: tuple[str, ...] = ("espeak-ng", "festival")
 
 
 def _check_strings(value: Any, name: str) -> None:
@@ -90,7 +93,9 @@ class CorpusConfig:
         variants: eSpeak variants used as speakers.
         n_dev_voices, n_test_voices: variants held out for the dev and test sets.
         split_weights: relative sizes of labelled / unlabelled / dev / test.
-        kind_weights: relative frequency of number / quantity / sentence texts.
+        kind_weights: relative frequency of number / quantity / sentence / name texts (see
+            `zoo.data.text`); a configuration of three weights (written before the
+            ``name`` kind existed) means no names.
         max_number: largest cardinal spoken.
         rates: words-per-minute range of each rate class.
         pitch, pitch_range: eSpeak base-pitch and pitch-range ranges (0–99).
@@ -106,6 +111,13 @@ class CorpusConfig:
             is installed (0 = never; see [`zoo.data.festival`][zoo.data.festival]). Festival voices are held
             out like eSpeak
             ones: with two or more installed, the last (sorted) speaks only test utterances.
+        held_out_names: share of the test set's ``name`` utterances that draw their names from
+            `zoo.data.text.held_out_words()`, words that no other split
+            contains (the rest, and every other split, draw from the remaining names).
+        engine: ``"espeak-ng"`` (every utterance, except the ``festival_share``), or ``"festival"``: every
+            utterance is rendered by the installed Festival voices, in every split (English only; the
+            eSpeak variants then only set the plan's rate class and rate). A Festival corpus whose
+            splits are all test is a test set from an engine that no eSpeak corpus trains on.
     """
 
     name: str = "custom"
@@ -115,7 +127,7 @@ class CorpusConfig:
     n_dev_voices: int = 4
     n_test_voices: int = 4
     split_weights: tuple[float, float, float, float] = (0.25, 0.55, 0.1, 0.1)
-    kind_weights: tuple[float, float, float] = (0.3, 0.3, 0.4)
+    kind_weights: tuple[float, ...] = (0.25, 0.25, 0.3, 0.2)
     max_number: int = 999
     rates: tuple[tuple[str, int, int], ...] = (("slow", 120, 150), ("normal", 160, 190), ("fast", 210, 260))
     pitch: tuple[int, int] = (25, 75)
@@ -133,6 +145,8 @@ class CorpusConfig:
     sample_rate: int = 16000
     shard_size: int = 50
     festival_share: float = 0.0
+    held_out_names: float = 0.5
+    engine: str = "espeak-ng"
 
     def __post_init__(self) -> None:
         for f in fields(self):  # lists (e.g. from JSON) become tuples, so that the config stays hashable
@@ -164,6 +178,13 @@ class CorpusConfig:
                 f"{self.n_test_voices} test voices and keep one for training"
             )
         _check_weights(self.split_weights, "split_weights", 4)
+        if isinstance(self.kind_weights, tuple) and len(self.kind_weights) == len(KINDS) - 1:
+            object.__setattr__(self, "kind_weights", (*self.kind_weights, 0.0))
+        if not isinstance(self.kind_weights, tuple) or len(self.kind_weights) != len(KINDS):
+            raise ValueError(
+                f"kind_weights must be a tuple of {len(KINDS)} weights ({', '.join(KINDS)}), or of "
+                f"{len(KINDS) - 1} without names; got {self.kind_weights!r}"
+            )
         _check_weights(self.kind_weights, "kind_weights", len(KINDS))
         _check_weights(self.channel_weights, "channel_weights", 4)
         check_int(self.max_number, "max_number", low=2)
@@ -194,6 +215,13 @@ class CorpusConfig:
             raise ValueError(f"sample_rate must be <= 48000 Hz, got {self.sample_rate}")
         check_int(self.shard_size, "shard_size", low=1)
         check_real(self.festival_share, "festival_share", low=0.0, high=1.0)
+        check_real(self.held_out_names, "held_out_names", low=0.0, high=1.0)
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "festival" and self.languages != ("en",):
+            raise ValueError(
+                f"engine 'festival' speaks English only: languages must be ('en',), got {self.languages}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -225,9 +253,66 @@ PRESETS: dict[str, CorpusConfig] = {
         split_weights=(0.8, 0.0, 0.1, 0.1),
         shard_size=60,
     ),
+    # en-quick's training size with larger held-out splits (≈ 420 training, ≈ 125 dev and ≈ 290 test
+    # utterances): the quick benchmark claims tune on dev and decide on a few hundred test utterances.
+    "en-quick-eval": CorpusConfig(
+        name="en-quick-eval",
+        n_utterances=840,
+        languages=("en",),
+        split_weights=(0.5, 0.0, 0.15, 0.35),
+        shard_size=60,
+    ),
+    # All six languages with ASR and X→en translation targets (Objective Soups): ≈ 100 labelled, ≈ 35
+    # unlabelled, ≈ 20 dev and ≈ 20 test utterances per language.
+    "multi-quick": CorpusConfig(
+        name="multi-quick", n_utterances=1050, split_weights=(0.56, 0.2, 0.12, 0.12), shard_size=50
+    ),
+    # en's training size with larger held-out splits (≈ 2 000 training, ≈ 210 dev, ≈ 360 test utterances):
+    # the benchmark claims' --full budgets.
+    "en-eval": CorpusConfig(
+        name="en-eval",
+        n_utterances=2600,
+        languages=("en",),
+        split_weights=(0.78, 0.0, 0.08, 0.14),
+        shard_size=100,
+    ),
+    # A test set from another engine: the en-quick texts (names included) spoken by Festival's voices,
+    # which no eSpeak corpus trains on (cross-engine robustness); needs Festival installed.
+    "en-festival-test": CorpusConfig(
+        name="en-festival-test",
+        n_utterances=120,
+        languages=("en",),
+        split_weights=(0.0, 0.0, 0.0, 1.0),
+        shard_size=30,
+        engine="festival",
+    ),
     # ≈ 1 h of English audio (≈ 2 000 training utterances); ≈ 1–2 min on two cores.
     "en": CorpusConfig(
         name="en", n_utterances=2400, languages=("en",), split_weights=(0.84, 0.0, 0.08, 0.08), shard_size=100
+    ),
+    # Heterogeneous sources for multi-source pre-training (equilibrium constraints): English on a clean
+    # and on a telephone channel, German and Spanish, all spoken numbers below 100; ≈ 430 unlabelled,
+    # ≈ 190 labelled, ≈ 100 dev and ≈ 240 test utterances. (Festival is left out: with one Festival voice
+    # installed it speaks no held-out utterance.)
+    "sources": CorpusConfig(
+        name="sources",
+        n_utterances=960,
+        languages=("en", "de", "es"),
+        kind_weights=(1.0, 0.0, 0.0, 0.0),
+        max_number=99,
+        channel_weights=(0.5, 0.0, 0.5, 0.0),
+        split_weights=(0.2, 0.45, 0.1, 0.25),
+        shard_size=60,
+    ),
+    # The same sources at three times the size and numbers up to 999.
+    "sources-large": CorpusConfig(
+        name="sources-large",
+        n_utterances=3000,
+        languages=("en", "de", "es"),
+        kind_weights=(1.0, 0.0, 0.0, 0.0),
+        channel_weights=(0.5, 0.0, 0.5, 0.0),
+        split_weights=(0.2, 0.45, 0.1, 0.25),
+        shard_size=100,
     ),
 }
 
@@ -271,6 +356,11 @@ def _festival_voice(
 ) -> str | None:
     """The Festival voice of utterance ``index``, or None (eSpeak). Uses its own random stream, so that
     corpora without Festival are unaffected."""
+    if config.engine == "festival":
+        if not voices:
+            raise RuntimeError("the corpus's engine is Festival, but no Festival voice is installed")
+        vs = sorted(voices)
+        return vs[int(np.random.default_rng([seed, index, 0xFE57]).integers(len(vs)))]
     if config.festival_share <= 0 or not voices or language != "en":
         return None
     rng = np.random.default_rng([seed, index, 0xFE57])
@@ -298,7 +388,14 @@ def plan_utterance(
     pool = voices["train"] if split in ("labelled", "unlabelled") else voices[split]
     variant = pool[int(rng.integers(len(pool)))]
     language = config.languages[int(rng.integers(len(config.languages)))]
-    phrase = random_phrase(language, rng, kind_weights=config.kind_weights, max_number=config.max_number)
+    novel = split == "test" and np.random.default_rng([seed, index, 0x0BE5]).random() < config.held_out_names
+    phrase = random_phrase(
+        language,
+        rng,
+        kind_weights=config.kind_weights,
+        max_number=config.max_number,
+        names="held_out" if novel else "seen",
+    )
     rate_class, rlo, rhi = config.rates[int(rng.integers(len(config.rates)))]
     voice = VoiceSpec(
         language,
@@ -342,23 +439,55 @@ def plan_utterance(
     }
 
 
-def render(plan: dict[str, Any], sample_rate: int, festival_exe: str | None = None) -> np.ndarray:
+def render(
+    plan: dict[str, Any],
+    sample_rate: int,
+    festival_exe: str | None = None,
+    timings: dict[str, float] | None = None,
+    festival_wav: np.ndarray | None = None,
+) -> np.ndarray:
     """Synthesise and perturb one planned utterance in this process (see `plan_utterance()`);
-    ``festival_exe`` overrides the ``text2wave`` found on ``PATH``."""
-    from zoo.data import augment as A
-    from zoo.data.synth import synthesize_here
+    ``festival_exe`` overrides the ``text2wave`` found on ``PATH``. With ``timings``, the CPU seconds
+    (``time.process_time``) of the stages ``synthesis``, ``resampling`` and ``augmentation`` are added to
+    it (Festival's resampling counts as synthesis). ``festival_wav`` is the Festival rendering of a
+    Festival utterance when it was synthesised already (`zoo.data.festival.synthesize_festival_batch()`)."""
+    from zoo.data.synth import ESPEAK_SAMPLE_RATE, resample, synthesize_native
 
-    aug = plan["augment"]
-    rng = np.random.default_rng(plan["dsp_seed"])
+    clock = time.process_time
+    t0 = clock()
     if plan.get("festival_voice"):
         from zoo.data.festival import synthesize_festival
 
-        stretch = 175.0 / plan["voice"].rate
-        wav = synthesize_festival(
-            plan["phrase"].spoken, plan["festival_voice"], sample_rate, stretch=stretch, exe=festival_exe
-        )
+        wav = festival_wav
+        if wav is None:
+            wav = synthesize_festival(
+                plan["phrase"].spoken,
+                plan["festival_voice"],
+                sample_rate,
+                stretch=_stretch(plan),
+                exe=festival_exe,
+            )
+        t1 = clock()
     else:
-        wav = synthesize_here(plan["phrase"].spoken, plan["voice"], plan["espeak_seed"], sample_rate)
+        native = synthesize_native(plan["phrase"].spoken, plan["voice"], plan["espeak_seed"])
+        t1 = clock()
+        wav = resample(native, ESPEAK_SAMPLE_RATE, sample_rate)
+    t2 = clock()
+    wav = perturb(plan, wav, sample_rate)
+    if timings is not None:
+        for stage, secs in (("synthesis", t1 - t0), ("resampling", t2 - t1), ("augmentation", clock() - t2)):
+            timings[stage] = timings.get(stage, 0.0) + secs
+    return wav
+
+
+def perturb(plan: dict[str, Any], wav: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The perturbations of a planned utterance (`render()` after synthesis and resampling): peak
+    normalisation, padding, speed, VTLP, the channel, gain and noise floor, drawn from the plan's
+    ``dsp_seed``."""
+    from zoo.data import augment as A
+
+    aug = plan["augment"]
+    rng = np.random.default_rng(plan["dsp_seed"])
     wav = A.normalize_peak(wav, 0.5)
     wav = A.pad(wav, aug["pad_start_s"], aug["pad_end_s"], sample_rate)
     wav = A.speed_perturb(wav, aug["speed"], sample_rate)
@@ -367,6 +496,30 @@ def render(plan: dict[str, Any], sample_rate: int, festival_exe: str | None = No
     wav = A.apply_gain(wav, aug["gain_db"])
     wav = A.noise_floor(wav, aug["noise_floor_db"], rng)
     return A.apply_gain(wav, 0.0)  # peak protection after the floor
+
+
+def _stretch(plan: dict[str, Any]) -> float:
+    """Festival's duration stretch for a plan's rate (175 words per minute = 1)."""
+    return 175.0 / plan["voice"].rate
+
+
+def _festival_batch(
+    plans: Sequence[dict[str, Any]], sample_rate: int, exe: str | None, stages: dict[str, float]
+) -> dict[int, np.ndarray]:
+    """Festival renderings of the Festival plans among ``plans`` (one Festival process per voice);
+    adds the wall seconds to ``stages["synthesis"]`` (Festival runs in a child process)."""
+    from zoo.data.festival import synthesize_festival_batch
+
+    out: dict[int, np.ndarray] = {}
+    t0 = time.perf_counter()
+    for v in sorted({p["festival_voice"] for p in plans if p.get("festival_voice")}):
+        mine = [p for p in plans if p.get("festival_voice") == v]
+        wavs = synthesize_festival_batch(
+            [p["phrase"].spoken for p in mine], v, sample_rate, [_stretch(p) for p in mine], exe=exe
+        )
+        out.update({p["index"]: w for p, w in zip(mine, wavs)})
+    stages["synthesis"] = stages.get("synthesis", 0.0) + time.perf_counter() - t0
+    return out
 
 
 def _utterance(
@@ -419,8 +572,13 @@ def _shard_paths(root: Path, k: int) -> tuple[Path, Path]:
     return root / "shards" / f"{k:05d}", root / "shards" / f"{k:05d}.jsonl"
 
 
-def _build_shard(job: _ShardJob) -> tuple[int, int, float, float]:
-    """Render one shard in this (fresh) process; returns (shard, n rendered, audio seconds, cpu seconds).
+#: FLAC compression level of the corpus files (0 = fastest; the decoded samples do not depend on it).
+FLAC_LEVEL = 0.0
+
+
+def _build_shard(job: _ShardJob) -> tuple[int, int, float, float, dict[str, float]]:
+    """Render one shard in this (fresh) process; returns (shard, n rendered, audio seconds, cpu seconds,
+    cpu seconds per stage).
 
     With ``job.only``, re-render just those utterances: the ones before them in the shard are replayed
     through eSpeak NG only ([`zoo.data.synth.advance_state()`][zoo.data.synth.advance_state]), so that the
@@ -440,22 +598,31 @@ def _build_shard(job: _ShardJob) -> tuple[int, int, float, float]:
     todo = set(job.indices if job.only is None else job.only)
     last = max(todo)
     utts, secs = [], 0.0
-    for i in job.indices:
-        if i > last:
-            break
-        plan = plan_utterance(config, job.seed, i, job.festival)
+    stages: dict[str, float] = {}
+    plans = [plan_utterance(config, job.seed, i, job.festival) for i in job.indices if i <= last]
+    fest = _festival_batch(
+        [p for p in plans if p["index"] in todo], config.sample_rate, job.festival_exe, stages
+    )
+    for plan in plans:
+        i = plan["index"]
         if i not in todo:
             if not plan.get("festival_voice"):
                 advance_state(plan["phrase"].spoken, plan["voice"], plan["espeak_seed"])
             continue
-        wav = render(plan, config.sample_rate, job.festival_exe)
+        wav = render(plan, config.sample_rate, job.festival_exe, timings=stages, festival_wav=fest.get(i))
         final = sdir / f"{plan['id']}.flac"
+        t_enc = time.process_time()
         if job.only is None:
-            path = write_audio(final, wav, config.sample_rate)
+            path = write_audio(final, wav, config.sample_rate, compression_level=FLAC_LEVEL)
             utts.append(_utterance(plan, path, len(wav), config.sample_rate, file_digest(path)))
         else:
             old = recorded[plan["id"]]
-            tmp = write_audio(sdir / f"{plan['id']}.repair-{os.getpid()}.flac", wav, config.sample_rate)
+            tmp = write_audio(
+                sdir / f"{plan['id']}.repair-{os.getpid()}.flac",
+                wav,
+                config.sample_rate,
+                compression_level=FLAC_LEVEL,
+            )
             if file_digest(tmp) != (old.file_size, old.sha256) or len(wav) != old.num_samples:
                 tmp.unlink()
                 raise RuntimeError(
@@ -464,10 +631,11 @@ def _build_shard(job: _ShardJob) -> tuple[int, int, float, float]:
                     "config.json); rebuild the corpus (python -m zoo.data build --rebuild)"
                 )
             os.replace(tmp, final)
+        stages["encoding"] = stages.get("encoding", 0.0) + time.process_time() - t_enc
         secs += len(wav) / config.sample_rate
     if job.only is None:
         write_manifest(utts, jsonl)
-    return job.k, len(todo), secs, time.process_time() - t0
+    return job.k, len(todo), secs, time.process_time() - t0, stages
 
 
 def _index_of(u: Utterance) -> int:
@@ -506,13 +674,15 @@ def _same_build(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 @dataclass
 class BuildStats:
-    """What a build did: utterances and audio rendered now, wall and worker CPU seconds."""
+    """What a build did: utterances and audio rendered now, wall and worker CPU seconds (in total and per
+    stage: ``synthesis``, ``resampling``, ``augmentation``, ``encoding``)."""
 
     rendered: int = 0
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
     shards: list[int] = field(default_factory=list)
+    stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -550,13 +720,19 @@ def _meta(config: CorpusConfig, seed: int) -> tuple[dict[str, Any], tuple[str, .
     meta: dict[str, Any] = {"format": FORMAT_VERSION, "seed": int(seed), "config": config.to_dict()}
     fest: tuple[str, ...] = ()
     fest_exe: str | None = None
-    if config.festival_share > 0:
+    uses_festival = config.festival_share > 0 or config.engine == "festival"
+    if uses_festival:
         from zoo.data.festival import festival_voices, text2wave
 
         fest_exe = text2wave()
         fest = festival_voices() if fest_exe else ()
+        if config.engine == "festival" and not fest:
+            raise RuntimeError(
+                f"corpus {config.name!r} is rendered by Festival, which is not installed here (no "
+                "text2wave on PATH, or no voice): install it (e.g. apt-get install festival)"
+            )
         meta["festival_voices"] = list(fest)
-    meta["generator"] = generator_versions(uses_festival=config.festival_share > 0)
+    meta["generator"] = generator_versions(uses_festival=uses_festival)
     meta["environment"] = environment_versions()
     return meta, fest, fest_exe
 
@@ -684,6 +860,9 @@ def _complete(
 
         from zoo.data.synth import fresh_pool
 
+        if config.kind_weights[KINDS.index("name")] > 0:
+            for lang in config.languages:  # built once here, inherited by forked workers
+                name_lists(lang)
         nw = min(workers or default_workers(), len(jobs))
         bar = tqdm(
             total=sum(len(j.only or j.indices) for j in jobs),
@@ -692,10 +871,12 @@ def _complete(
             disable=not progress,
         )
         with fresh_pool(nw) as pool:
-            for k, cnt, secs, cpu in pool.imap_unordered(_build_shard, jobs):
+            for k, cnt, secs, cpu, stages in pool.imap_unordered(_build_shard, jobs):
                 stats.rendered += cnt
                 stats.audio_seconds += secs
                 stats.cpu_seconds += cpu
+                for stage, t in stages.items():
+                    stats.stage_cpu_seconds[stage] = stats.stage_cpu_seconds.get(stage, 0.0) + t
                 stats.shards.append(k)
                 bar.update(cnt)
                 bar.set_postfix_str(f"{stats.audio_seconds / 3600:.2f} h audio")
@@ -866,6 +1047,8 @@ def load_stats(corpus_dir: str | Path) -> dict[str, Any]:
 
 
 __all__ = [
+    "ENGINES",
+    "FLAC_LEVEL",
     "PRESETS",
     "BuildStats",
     "CorpusCheck",
@@ -875,6 +1058,7 @@ __all__ = [
     "default_dir",
     "get_config",
     "load_stats",
+    "perturb",
     "plan_utterance",
     "render",
     "verify_corpus",

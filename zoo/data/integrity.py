@@ -36,7 +36,7 @@ from zoo.data.manifest import Utterance
 #: every change that alters a single output sample or manifest field of a corpus built from an unchanged
 #: [`zoo.data.CorpusConfig`][zoo.data.CorpusConfig]: caches built by other values are then refused instead of
 # reused.
-SYNTHESIS_VERSION = 2
+SYNTHESIS_VERSION = 3
 
 
 #: The modules whose code determines a generated corpus's content (see `code_fingerprint()`).
@@ -112,6 +112,7 @@ def generator_versions(uses_festival: bool = False) -> dict[str, Any]:
         "code": code_fingerprint(),
         "espeakng-loader": _dist_version("espeakng-loader"),
         "espeak-ng": espeak_version(),
+        "faker": _dist_version("faker"),  # the person names of the ``name`` kind
     }
     if uses_festival:
         from zoo.data.festival import festival_version

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.data.audio import resample as _resample
 from zoo.data.text import LANGUAGES, check_language
 
 ESPEAK_SAMPLE_RATE = 22050
@@ -242,14 +243,18 @@ def synthesize_here(text: str, voice: VoiceSpec, seed: int = 0, sample_rate: int
     The duration is deterministic; sample values also depend on what this process synthesised before
     (see the module docstring). Use `synthesize()` for bit-exact reproducibility.
     """
+    return resample(synthesize_native(text, voice, seed), ESPEAK_SAMPLE_RATE, sample_rate)
+
+
+def synthesize_native(text: str, voice: VoiceSpec, seed: int = 0) -> np.ndarray:
+    """`synthesize_here()` at eSpeak's own rate (`ESPEAK_SAMPLE_RATE`), before resampling."""
     _check_text(text)
     if not isinstance(voice, VoiceSpec):
         raise TypeError(f"voice must be a VoiceSpec, got {type(voice).__name__}")
     raw = _engine().synth(text, voice, seed)
     if raw.size == 0:
         raise RuntimeError(f"eSpeak NG produced no audio for {text!r} with voice {voice.name}")
-    wav = raw.astype(np.float32) / 32768.0
-    return resample(wav, ESPEAK_SAMPLE_RATE, sample_rate)
+    return raw.astype(np.float32) * np.float32(1 / 32768)
 
 
 def advance_state(text: str, voice: VoiceSpec, seed: int = 0) -> None:
@@ -265,13 +270,11 @@ def advance_state(text: str, voice: VoiceSpec, seed: int = 0) -> None:
 
 
 def resample(wav: np.ndarray, orig: int, new: int) -> np.ndarray:
-    """Band-limited resampling (torchaudio's windowed-sinc ``resample``) of a 1-D float array."""
+    """Band-limited resampling (torchaudio's windowed-sinc ``Resample``, kernel cached per rate pair, see
+    ``zoo.data.audio.resampler()``) of a 1-D float array; float32 out."""
     if orig == new:
         return wav.astype(np.float32, copy=False)
-    import torch
-    import torchaudio.functional as AF
-
-    return AF.resample(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), orig, new).numpy()
+    return _resample(np.ascontiguousarray(wav, dtype=np.float32), orig, new).numpy()
 
 
 def _synth_batch(job: tuple[list[str], list[VoiceSpec], list[int], int]) -> list[np.ndarray]:
@@ -363,4 +366,5 @@ __all__ = [
     "resample",
     "synthesize",
     "synthesize_here",
+    "synthesize_native",
 ]

@@ -1,16 +1,27 @@
-"""Text content of the generated corpus: number phrases, quantity phrases and small-vocabulary sentences.
+"""Text content of the generated corpus: numbers, quantities, small-vocabulary sentences and person names.
 
 Every item is a `Phrase` with the text spoken in its language (``spoken``), the normalised
 transcript (the recognition target) and the English rendering (the X→en translation target).
 
-Three kinds of content, all in English, French, German, Spanish, Italian and Portuguese:
+Four kinds of content, all in English, French, German, Spanish, Italian and Portuguese:
 
 * ``number``: a cardinal number written out with ``num2words`` (``"trois cent quarante-deux"`` →
   ``"three hundred and forty-two"``);
 * ``quantity``: a cardinal ≥ 2 and a plural noun (``"vingt-trois livres"`` → ``"twenty-three books"``);
   numbers whose Spanish form would need apocope (``veintiún``) are not drawn for Spanish;
 * ``sentence``: one of a few templates filled from a small vocabulary with gender and case agreement
-  (``"la maison est blanche"`` → ``"the house is white"``).
+  (``"la maison est blanche"`` → ``"the house is white"``);
+* ``name``: open vocabulary: a first and a last name from the person-name lists of the language's
+  ``faker`` locale (``en_US``, ``fr_FR``, ``de_DE``, ``es_ES``, ``it_IT``, ``pt_PT``; the lists ship
+  with the package, nothing is downloaded) in a carrier phrase (``"je m'appelle Adrien Bernard"`` →
+  ``"my name is adrien bernard"``). Proper names translate to themselves, so the X→en target is exact;
+  a general word list would need a bilingual dictionary for that. Only single-word names whose letters
+  the language's other kinds already use (plus a–z) and which are not words of the other kinds are
+  kept, some 200–2000 first and 100–1100 last names per language.
+
+Held-out names: `held_out_words()` sets aside a fixed share of each language's name words by a hash of
+the word (independent of seed, corpus size and order), so that a corpus can train on the other names
+and test on names that no training utterance contains (``names="held_out"`` in `random_phrase()`).
 
 Normalisation (`normalize()`): Unicode NFC, lower case, hyphens and en/em dashes become spaces, every
 character that is neither a letter, a digit, an apostrophe nor a space is dropped, typographic
@@ -20,14 +31,40 @@ are kept (``"où"`` stays ``"où"``).
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
 LANGUAGES: tuple[str, ...] = ("en", "fr", "de", "es", "it", "pt")
-KINDS: tuple[str, ...] = ("number", "quantity", "sentence")
+KINDS: tuple[str, ...] = ("number", "quantity", "sentence", "name")
+
+#: The ``faker`` locale whose person names the ``name`` kind draws in each language.
+FAKER_LOCALE: dict[str, str] = {
+    "en": "en_US",
+    "fr": "fr_FR",
+    "de": "de_DE",
+    "es": "es_ES",
+    "it": "it_IT",
+    "pt": "pt_PT",
+}
+
+#: Share of each language's name words held out of training (see `held_out_words()`).
+HELD_OUT_SHARE = 0.2
+
+#: ``name`` carrier phrases: (spoken in the language, English), ``{}`` is the full name.
+_NAME_TEMPLATES: dict[str, tuple[tuple[str, str], ...]] = {
+    "en": (("my name is {}", "my name is {}"), ("{} is here", "{} is here"), ("call {}", "call {}")),
+    "fr": (("je m'appelle {}", "my name is {}"), ("{} est ici", "{} is here"), ("appelle {}", "call {}")),
+    "de": (("ich heiße {}", "my name is {}"), ("{} ist hier", "{} is here"), ("ruf {} an", "call {}")),
+    "es": (("me llamo {}", "my name is {}"), ("{} está aquí", "{} is here"), ("llama a {}", "call {}")),
+    "it": (("mi chiamo {}", "my name is {}"), ("{} è qui", "{} is here"), ("chiama {}", "call {}")),
+    "pt": (("o meu nome é {}", "my name is {}"), ("{} está aqui", "{} is here"), ("liga para {}", "call {}")),
+}
 
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "`": "'"})
 _DASHES = re.compile(r"[-‐‑‒–—]")
@@ -343,9 +380,22 @@ def _sentence(
 
 def vocabulary(language: str) -> list[str]:
     """The set of normalised words that `random_phrase()` can produce in ``language``, sorted."""
+    first, last = name_lists(language)
+    words = set(_closed_vocabulary(language)) | set(first) | set(last)
+    for spoken, _ in _NAME_TEMPLATES[language]:
+        words |= set(normalize(spoken.format("")).split())
+    return sorted(words)
+
+
+@cache
+def _closed_vocabulary(language: str, all_numbers: bool = True) -> frozenset[str]:
+    """The words of the number, quantity and sentence kinds; without ``all_numbers``, of the numbers up to
+    100 and the hundreds only (a tenth of the cost: the name filter runs in every corpus worker, and a
+    name never equals a compound such as ``"dreihundertzwei"``)."""
     check_language(language)
     words: set[str] = set()
-    for n in range(0, 1000):
+    numbers = range(1000) if all_numbers else [*range(101), *range(200, 1000, 100)]
+    for n in numbers:
         words |= set(normalize(number_words(n, language)).split())
     for p in _PLURALS:
         words |= set(normalize(p[language]).split())
@@ -353,7 +403,64 @@ def vocabulary(language: str) -> list[str]:
         for noun in _NOUNS:
             for adj in _ADJECTIVES:
                 words |= set(normalize(_sentence(language, t, noun, adj)).split())
-    return sorted(words)
+    return frozenset(words)
+
+
+@cache
+def name_lists(language: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(first names, last names)`` of ``language``: the ``faker`` locale's lists (`FAKER_LOCALE`),
+    normalised, single words only, letters of the language's other kinds or a–z only, words of the other
+    kinds and of the carrier phrases left out; sorted and distinct (so the order in the package does not
+    matter)."""
+    check_language(language)
+    person = importlib.import_module(f"faker.providers.person.{FAKER_LOCALE[language]}").Provider
+    closed = _closed_vocabulary(language, all_numbers=False)
+    carrier = {
+        w
+        for sp, en in _NAME_TEMPLATES[language]
+        for w in normalize(sp.format("") + " " + en.format("")).split()
+    }
+    letters = set("abcdefghijklmnopqrstuvwxyz") | {c for w in closed for c in w}
+
+    def keep(names: object) -> tuple[str, ...]:
+        out = set()
+        for raw in names:  # type: ignore[attr-defined]
+            w = normalize(str(raw))
+            if len(w) >= 2 and " " not in w and set(w) <= letters and w not in closed and w not in carrier:
+                out.add(w)
+        return tuple(sorted(out))
+
+    first = keep(
+        list(getattr(person, "first_names_male", ())) + list(getattr(person, "first_names_female", ()))
+        or list(person.first_names)
+    )
+    last = tuple(w for w in keep(person.last_names) if w not in first)
+    return first, last
+
+
+def is_held_out(word: str, language: str) -> bool:
+    """Whether the name word ``word`` of ``language`` belongs to the held-out set: the first 8 bytes of
+    SHA-256 of ``"<language>:<word>"`` fall in the lowest `HELD_OUT_SHARE` of their range."""
+    h = int.from_bytes(hashlib.sha256(f"{language}:{word}".encode()).digest()[:8], "big")
+    return h < HELD_OUT_SHARE * 2**64
+
+
+@cache
+def held_out_words(language: str) -> frozenset[str]:
+    """The name words of ``language`` that corpus training splits never contain (see `is_held_out()`)."""
+    first, last = name_lists(language)
+    return frozenset(w for w in first + last if is_held_out(w, language))
+
+
+def _name_pools(language: str, held_out: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    first, last = name_lists(language)
+    pick = lambda ws: tuple(w for w in ws if is_held_out(w, language) == held_out)  # noqa: E731
+    return pick(first), pick(last)
+
+
+def _display(word: str) -> str:
+    """A name as written (capitalised parts) for the synthesiser."""
+    return "-".join(p[:1].upper() + p[1:] for p in word.split("-"))
 
 
 def _quantity_ok(n: int, language: str) -> bool:
@@ -365,29 +472,47 @@ def random_phrase(
     language: str,
     rng: np.random.Generator,
     kind: str | None = None,
-    kind_weights: tuple[float, float, float] = (0.3, 0.3, 0.4),
+    kind_weights: tuple[float, ...] = (0.3, 0.3, 0.4, 0.0),
     max_number: int = 999,
+    names: str = "seen",
 ) -> Phrase:
     """Draw one phrase in ``language`` from ``rng``.
 
     Args:
         language: one of `LANGUAGES`.
         rng: a numpy ``Generator``; the draw is a pure function of its state.
-        kind: ``"number"``, ``"quantity"``, ``"sentence"`` or ``None`` to draw it with ``kind_weights``.
-        kind_weights: probabilities of the three kinds when ``kind`` is ``None``.
+        kind: one of `KINDS` or ``None`` to draw it with ``kind_weights``.
+        kind_weights: probabilities of the four kinds when ``kind`` is ``None`` (three weights are the
+            number, quantity and sentence kinds without names).
         max_number: largest cardinal drawn for numbers and quantities.
+        names: for the ``name`` kind, draw from the names outside `held_out_words()` (``"seen"``) or
+            from the held-out ones (``"held_out"``).
     """
     check_language(language)
+    if names not in ("seen", "held_out"):
+        raise ValueError(f"names must be 'seen' or 'held_out', got {names!r}")
     if kind is None:
         w = np.asarray(kind_weights, dtype=float)
-        if w.shape != (3,) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"kind_weights must be 3 non-negative numbers, got {kind_weights!r}")
-        kind = KINDS[int(rng.choice(3, p=w / w.sum()))]
+        if w.shape == (3,):
+            w = np.append(w, 0.0)
+        if w.shape != (4,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(
+                f"kind_weights must be 4 non-negative numbers (number, quantity, sentence, name), got "
+                f"{kind_weights!r}"
+            )
+        kind = KINDS[int(rng.choice(4, p=w / w.sum()))]
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
     if max_number < 2:
         raise ValueError(f"max_number must be >= 2, got {max_number}")
-    if kind == "number":
+    if kind == "name":
+        first, last = _name_pools(language, names == "held_out")
+        full = (
+            f"{_display(first[int(rng.integers(len(first)))])} {_display(last[int(rng.integers(len(last)))])}"
+        )
+        spoken_t, english_t = _NAME_TEMPLATES[language][int(rng.integers(len(_NAME_TEMPLATES[language])))]
+        spoken, english = spoken_t.format(full), english_t.format(full)
+    elif kind == "number":
         n = int(rng.integers(0, max_number + 1))
         spoken, english = number_words(n, language), number_words(n, "en")
     elif kind == "quantity":

@@ -10,6 +10,7 @@ from zoo.losses.contrastive import (
     Encoder,
     cpc_info_nce,
     crop_context_future,
+    gather_rows,
     info_nce,
     rollout,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "cpc_info_nce",
     "crop_context_future",
     "fold_frames",
+    "gather_rows",
     "info_nce",
     "masked_reconstruction_loss",
     "rollout",

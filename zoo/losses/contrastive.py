@@ -19,7 +19,14 @@ $$
 \qquad \bar u = u / \lVert u \rVert_2,\quad N = BK.
 $$
 
-Functional core: `info_nce()`, `rollout()`, `crop_context_future()`, `cpc_info_nce()`;
+Under ``torch.distributed`` the negatives come from the **global** batch: every rank's positives are
+gathered (`gather_rows()`, differentiable), each rank scores its own queries against all of them, and
+the gradient reaches the rows of the rank that produced them. With each rank's loss the mean over its
+own pairs, the average of the ranks' losses weighted by their pair counts is the single-process loss on
+the global batch, and so are the gradients averaged the same way (the training stack's average weighted
+by the local batch size; a plain mean for equal shards).
+
+Functional core: `info_nce()`, `rollout()`, `crop_context_future()`, `cpc_info_nce()`, `gather_rows()`;
 `CPCLoss` is the module that owns the predictor (the head $\eta$ of the lower level).
 """
 
@@ -28,8 +35,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from zoo.checks import check_choice, check_int, check_real
 
@@ -38,10 +47,72 @@ Encoder = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 MODES = ("autoregressive", "per_step")
 
-__all__ = ["MODES", "CPCLoss", "Encoder", "cpc_info_nce", "crop_context_future", "info_nce", "rollout"]
+__all__ = [
+    "MODES",
+    "CPCLoss",
+    "Encoder",
+    "cpc_info_nce",
+    "crop_context_future",
+    "gather_rows",
+    "info_nce",
+    "rollout",
+]
 
 
-def info_nce(query: Tensor, positive: Tensor, temperature: float = 0.1, normalize: bool = True) -> Tensor:
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class _GatherRows(torch.autograd.Function):
+    """All-gather of ``(n_r, D)`` row blocks of unequal ``n_r``; the backward pass returns to each rank the
+    gradient of its own rows, summed over the ranks with each rank's term weighted by its row count and
+    divided by this rank's (exact for gradients averaged across ranks weighted by the row counts)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        world, me = dist.get_world_size(), dist.get_rank()
+        counts = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(world)]
+        dist.all_gather(counts, torch.tensor([x.shape[0]], dtype=torch.long, device=x.device))
+        sizes = [int(c) for c in counts]
+        padded = x.new_zeros((max(sizes), *x.shape[1:]))
+        padded[: x.shape[0]] = x
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded.contiguous())
+        ctx.sizes, ctx.me = sizes, me
+        offsets = torch.tensor([0, *sizes[:-1]], device=x.device).cumsum(0)
+        ctx.mark_non_differentiable(offsets)
+        return torch.cat([part[:n] for part, n in zip(parts, sizes)]), offsets
+
+    @staticmethod
+    @once_differentiable  # a second derivative would miss the other ranks' terms: refuse it
+    def backward(ctx, grad: Tensor, _grad_offsets: Tensor | None = None) -> Tensor:  # type: ignore[override]
+        sizes, me = ctx.sizes, ctx.me
+        full = grad.contiguous() * float(sizes[me])
+        dist.all_reduce(full, op=dist.ReduceOp.SUM)
+        start = sum(sizes[:me])
+        return full[start : start + sizes[me]] / float(max(sizes[me], 1))
+
+
+def gather_rows(x: Tensor) -> tuple[Tensor, int]:
+    r"""Rows of ``x`` ``(n_r, D)`` from every rank, concatenated in rank order, and the offset of this
+    rank's rows; differentiable (the gradient flows back to each rank's own rows, see the module
+    docstring). Without a process group of more than one rank: ``(x, 0)``. Ranks may hold different
+    numbers of rows.
+    """
+    if not _distributed():
+        return x, 0
+    full, offsets = _GatherRows.apply(x)
+    return full, int(offsets[dist.get_rank()])
+
+
+def info_nce(
+    query: Tensor,
+    positive: Tensor,
+    temperature: float = 0.1,
+    normalize: bool = True,
+    *,
+    gather: bool | None = None,
+) -> Tensor:
     r"""InfoNCE with in-batch negatives: row ``i`` of ``query`` must pick row ``i`` of ``positive``.
 
     Args:
@@ -49,22 +120,29 @@ def info_nce(query: Tensor, positive: Tensor, temperature: float = 0.1, normaliz
         positive: ``(N, D)`` targets; the other ``N - 1`` rows are the negatives of each query.
         temperature: $\tau > 0$.
         normalize: L2-normalise both sides first (cosine similarities), as the ``info_nce`` package does.
+        gather: score against the positives of every rank (`gather_rows()`), so that the negatives are
+            the global batch's; ``None`` (default): when ``torch.distributed`` runs more than one rank.
+            ``False`` keeps each rank's negatives local.
 
     Returns:
-        The mean cross-entropy of the ``N``-way classification (``log N`` at chance).
+        The mean cross-entropy of this rank's ``N``-way (gathered: global-batch-way) classification
+        (``log N`` at chance).
     """
     check_real(temperature, "temperature", low=0.0, low_open=True)
     if query.dim() != 2 or positive.shape != query.shape:
         raise ValueError(
             f"query and positive must both be (N, D); got {tuple(query.shape)} and {tuple(positive.shape)}"
         )
-    if query.shape[0] < 2:
-        raise ValueError(f"info_nce needs at least 2 pairs (in-batch negatives), got {query.shape[0]}")
+    if gather is not None and not isinstance(gather, bool):
+        raise TypeError(f"gather must be a bool or None, got {type(gather).__name__}")
     if normalize:
         query = F.normalize(query, dim=-1)
         positive = F.normalize(positive, dim=-1)
-    logits = query @ positive.t() / temperature
-    labels = torch.arange(query.shape[0], device=query.device)
+    keys, offset = gather_rows(positive) if (gather is None or gather) else (positive, 0)
+    if keys.shape[0] < 2:
+        raise ValueError(f"info_nce needs at least 2 pairs (in-batch negatives), got {keys.shape[0]}")
+    logits = query @ keys.t() / temperature
+    labels = torch.arange(offset, offset + query.shape[0], device=query.device)
     return F.cross_entropy(logits, labels)
 
 
@@ -131,12 +209,15 @@ def cpc_info_nce(
     predictor: nn.Module | nn.ModuleList,
     steps: int,
     temperature: float = 0.1,
+    *,
+    gather: bool | None = None,
 ) -> Tensor:
     """Multi-step CPC InfoNCE from encoded context and future windows.
 
     Predicts the first ``K = min(steps, shortest future)`` future frames from the last valid context frame
     and scores all ``B·K`` pairs with `info_nce()` (negatives: every other pair in the batch, including
-    other steps of the same utterance, as the authors' ``multi_step_info_nce`` does).
+    other steps of the same utterance, as the authors' ``multi_step_info_nce`` does; under
+    ``torch.distributed`` the pairs of every rank, unless ``gather=False``).
     """
     check_int(steps, "steps", low=1)
     B = context_hidden.shape[0]
@@ -149,7 +230,7 @@ def cpc_info_nce(
     pred = rollout(predictor, last, k)
     target = future_hidden[:, :k]
     D = pred.shape[-1]
-    return info_nce(pred.reshape(B * k, D), target.reshape(B * k, D), temperature)
+    return info_nce(pred.reshape(B * k, D), target.reshape(B * k, D), temperature, gather=gather)
 
 
 class CPCLoss(nn.Module):
@@ -167,6 +248,8 @@ class CPCLoss(nn.Module):
         mode: ``"autoregressive"`` (one ``Linear(D, D)`` chained, the authors' code) or ``"per_step"``
             (one ``Linear(D, D)`` per step).
         seed: seeds the window positions (a private generator, saved in `state_dict()`).
+        gather: negatives from every rank under ``torch.distributed`` (``None``, the default: when more
+            than one rank runs; see `info_nce()`).
     """
 
     def __init__(
@@ -179,6 +262,7 @@ class CPCLoss(nn.Module):
         temperature: float = 0.1,
         mode: str = "autoregressive",
         seed: int = 0,
+        gather: bool | None = None,
     ) -> None:
         super().__init__()
         self.dim = check_int(dim, "dim", low=1)
@@ -187,6 +271,9 @@ class CPCLoss(nn.Module):
         self.future_frames = check_int(future_frames, "future_frames", low=1)
         self.temperature = check_real(temperature, "temperature", low=0.0, low_open=True)
         self.mode = check_choice(mode, "mode", MODES)
+        if gather is not None and not isinstance(gather, bool):
+            raise TypeError(f"gather must be a bool or None, got {type(gather).__name__}")
+        self.gather = gather
         self.predictor: nn.Module | nn.ModuleList
         if mode == "autoregressive":
             self.predictor = nn.Linear(dim, dim)
@@ -199,7 +286,9 @@ class CPCLoss(nn.Module):
         B = feats.shape[0]
         c_h, c_l = encoder(ctx, torch.full((B,), ctx.shape[1], dtype=torch.long, device=feats.device))
         f_h, f_l = encoder(fut, torch.full((B,), fut.shape[1], dtype=torch.long, device=feats.device))
-        return cpc_info_nce(c_h, c_l, f_h, f_l, self.predictor, self.steps, self.temperature)
+        return cpc_info_nce(
+            c_h, c_l, f_h, f_l, self.predictor, self.steps, self.temperature, gather=self.gather
+        )
 
     def get_extra_state(self) -> dict:
         return {"generator": self.generator.get_state()}

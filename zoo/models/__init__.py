@@ -23,6 +23,14 @@ from zoo.models.conformer import (
     ctc_loss,
 )
 from zoo.models.dota import DOTA, DOTA_PRESETS, DOTAConfig, dota_config
+from zoo.models.granite import (
+    GRANITE_PRESETS,
+    GraniteConfig,
+    GraniteSpeech,
+    audio_token_count,
+    expand_audio_token,
+    granite_config,
+)
 from zoo.models.masks import block_mask, causal_mask, lengths_to_mask, prefix_lm_mask
 from zoo.models.presets import preset_config
 from zoo.models.sar import SAR, SAR_PRESETS, SARConfig, SARStreamer, align_to_blocks, sar_config
@@ -31,6 +39,7 @@ __all__ = [
     "CONFORMER_PRESETS",
     "DOTA",
     "DOTA_PRESETS",
+    "GRANITE_PRESETS",
     "MODEL_NAMES",
     "SAR",
     "SAR_PRESETS",
@@ -39,11 +48,14 @@ __all__ = [
     "ConformerConfig",
     "DOTAConfig",
     "EncoderOutput",
+    "GraniteConfig",
+    "GraniteSpeech",
     "ModelOutput",
     "RelPositionMultiHeadAttention",
     "SARConfig",
     "SARStreamer",
     "align_to_blocks",
+    "audio_token_count",
     "block_mask",
     "block_relative_attention",
     "build_model",
@@ -51,6 +63,8 @@ __all__ = [
     "conformer_config",
     "ctc_loss",
     "dota_config",
+    "expand_audio_token",
+    "granite_config",
     "lengths_to_mask",
     "model_presets",
     "prefix_lm_mask",

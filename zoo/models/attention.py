@@ -80,10 +80,12 @@ class _RelAttention(torch.autograd.Function):
     def backward(ctx: Any, d_out: Tensor) -> tuple[Tensor | None, ...]:
         q, k, v, table, ix, P, out = ctx.saved_tensors
         dv = P.transpose(-1, -2) @ d_out
-        dS = (d_out @ v.transpose(-1, -2)).sub_((d_out * out).sum(-1, keepdim=True)).mul_(P).mul_(ctx.scale)
+        # out of place, so that batched backward passes (vmap over grad_outputs, as multi-objective
+        # aggregation uses them) work; the same operations in the same order as the in-place form
+        dS = (d_out @ v.transpose(-1, -2) - (d_out * out).sum(-1, keepdim=True)) * P * ctx.scale
         dq = dS @ k
         dk = dS.transpose(-1, -2) @ q
-        dqe = torch.zeros(*dS.shape[:-1], table.shape[0], dtype=dS.dtype, device=dS.device).scatter_add_(
+        dqe = torch.zeros(*dS.shape[:-1], table.shape[0], dtype=dS.dtype, device=dS.device).scatter_add(
             -1, ix, dS
         )
         dq = dq + dqe @ table

@@ -5,10 +5,24 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from zoo.recipes.cav_mae import main as cav_mae_main
 from zoo.recipes.cli import main as bl_just_main
+from zoo.recipes.equilibrium import main as equilibrium_main
+from zoo.recipes.granite import main as granite_main
+from zoo.recipes.joint_stt_tts import main as joint_stt_tts_main
+from zoo.recipes.objective_soups import main as objective_soups_main
+from zoo.recipes.srs import main as srs_main
 
 #: The recipes and their entry points (``--help`` after the name shows each one's options).
-RECIPES: dict[str, Callable[[list[str]], int]] = {"bl_just": bl_just_main}
+RECIPES: dict[str, Callable[[list[str]], int]] = {
+    "bl_just": bl_just_main,
+    "equilibrium": equilibrium_main,
+    "granite": granite_main,
+    "srs": srs_main,
+    "objective_soups": objective_soups_main,
+    "joint_stt_tts": joint_stt_tts_main,
+    "cav_mae": cav_mae_main,
+}
 
 USAGE = f"usage: python -m zoo.recipes {{{','.join(RECIPES)}}} [options]  (--help after the name)"
 

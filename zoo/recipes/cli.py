@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-import torch
 
 from zoo.data import build_corpus
 from zoo.recipes.bl_just import METHODS, BLJustConfig
@@ -33,7 +31,7 @@ from zoo.recipes.experiment import (
     smooth,
     split_share,
 )
-from zoo.training import dataclass_arguments, dataclass_from_args, default_threads
+from zoo.training import parse_recipe, recipe_parser
 
 __all__ = ["PRESETS", "BLJustRun", "gap_reference", "main", "parser", "write_experiment_report"]
 
@@ -116,42 +114,19 @@ PRESETS: dict[str, BLJustRun] = {
 
 def parser(preset: str = "quick") -> argparse.ArgumentParser:
     """The command line, with the defaults of ``PRESETS[preset]``."""
-    ap = argparse.ArgumentParser(
-        prog="python -m zoo.recipes bl_just",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"Defaults shown are those of --preset {preset}; give --preset before --help to see "
-        "another's.",
-    )
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="the scale (default: quick)")
-    ap.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or 1)"
-    )
-    ap.add_argument("--quiet", action="store_true", help="no progress bars (default: off)")
+    ap = recipe_parser("python -m zoo.recipes bl_just", BLJustRun, PRESETS, preset, description=__doc__)
     ap.add_argument(
         "--from-json",
         type=Path,
         metavar="RESULTS",
         help="redraw the table and figures from a results.json instead of training (default: train)",
     )
-    dataclass_arguments(ap, BLJustRun, PRESETS[preset])
     return ap
 
 
-def _preset(argv: list[str]) -> str:
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", default="quick")
-    ns, _ = pre.parse_known_args(argv)
-    return ns.preset if ns.preset in PRESETS else "quick"
-
-
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser(_preset(argv)).parse_args(argv)
-    run = dataclass_from_args(BLJustRun, args)
+    run, args = parse_recipe(parser, BLJustRun, PRESETS, argv)
     out = Path(run.out)
-    torch.set_num_threads(args.threads if args.threads is not None else default_threads())
     if args.from_json is not None:
         saved = json.loads(args.from_json.read_text())
         run = replace(run, ablation_share=float(saved["run"].get("ablation_share", run.ablation_share)))

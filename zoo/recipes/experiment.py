@@ -70,11 +70,13 @@ class Pool:
     decode: Callable[[list[int]], str]
     n_feats: int
     vocab_size: int
+    dev: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
 class RecipeData:
-    """One labelled share of a `Pool`: ``labelled`` ⊂ pool, ``unlabelled`` = the whole pool."""
+    """One labelled share of a `Pool`: ``labelled`` ⊂ pool, ``unlabelled`` = the whole pool (``dev``: the
+    pool's dev items, empty unless `load_pool()` was asked for them)."""
 
     labelled: list[dict[str, Any]]
     unlabelled: list[dict[str, Any]]
@@ -84,12 +86,18 @@ class RecipeData:
     n_feats: int
     vocab_size: int
     share: float
+    dev: list[dict[str, Any]] = field(default_factory=list)
 
 
 def load_pool(
-    corpus_dir: str | Path, n_mels: int = 40, languages: Sequence[str] | None = None, progress: bool = False
+    corpus_dir: str | Path,
+    n_mels: int = 40,
+    languages: Sequence[str] | None = None,
+    progress: bool = False,
+    dev: bool = False,
 ) -> Pool:
-    """Log-mel features (per-utterance CMVN) of a built corpus' training pool and test split."""
+    """Log-mel features (per-utterance CMVN) of a built corpus' training pool and test split (and of its
+    dev split with ``dev=True``: `run_one()` then also scores every run on it, for choosing settings)."""
     tok = CharTokenizer.from_corpus(corpus_dir)
     fe = FeatureSpec(n_mels=n_mels, cmvn=True).build()  # the features zoo.train and zoo.transcribe compute
     kw: dict[str, Any] = {"languages": languages}
@@ -98,7 +106,11 @@ def load_pool(
     with torch.no_grad():
         pool = [pool_ds[i] for i in tqdm(range(len(pool_ds)), desc="features", disable=not progress)]
         test = [test_ds[i] for i in range(len(test_ds))]
-    return Pool(pool, test, collate, tok.decode, n_mels, tok.vocab_size)
+        dev_items = []
+        if dev:
+            dev_ds = SpeechDataset(corpus_dir, "dev", tok, fe, **kw)
+            dev_items = [dev_ds[i] for i in range(len(dev_ds))]
+    return Pool(pool, test, collate, tok.decode, n_mels, tok.vocab_size, dev_items)
 
 
 def split_share(pool: Pool, share: float, seed: int = 0, min_labelled: int = 2) -> RecipeData:
@@ -109,7 +121,15 @@ def split_share(pool: Pool, share: float, seed: int = 0, min_labelled: int = 2) 
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(10_007 * seed + 17)).tolist()
     labelled = [pool.pool[i] for i in sorted(perm[:k])]
     return RecipeData(
-        labelled, pool.pool, pool.test, pool.collate, pool.decode, pool.n_feats, pool.vocab_size, share
+        labelled,
+        pool.pool,
+        pool.test,
+        pool.collate,
+        pool.decode,
+        pool.n_feats,
+        pool.vocab_size,
+        share,
+        pool.dev,
     )
 
 
@@ -126,7 +146,8 @@ def build_ssl_loss(kind: str, parts: ModelParts, n_feats: int, *, seed: int = 0,
 
 @dataclass
 class RunResult:
-    """One trained run: what was trained, its test error rates, compute and loss history."""
+    """One trained run: what was trained, its test (and, when the data has a dev split, dev) error rates,
+    compute and loss history."""
 
     method: str
     variant: str
@@ -140,6 +161,8 @@ class RunResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, float] = field(default_factory=dict)
     examples: list[tuple[str, str]] = field(default_factory=list)
+    dev_wer: float | None = None
+    dev_cer: float | None = None
 
     @property
     def label(self) -> str:
@@ -217,6 +240,7 @@ def run_one(
     assert evaluations == plan_evaluations(plan)
     final = _final_losses(trainer, data, batch_size)
     scores = evaluate(parts, data.test, data.decode, data.collate)
+    dev = evaluate(parts, data.dev, data.decode, data.collate) if data.dev else None
     phase_seconds = {k: 0.0 for k in PHASES}
     for h in history:
         phase_seconds[h["phase"]] += h["step_seconds"]
@@ -233,6 +257,8 @@ def run_one(
         [{k: h[k] for k in ("step", "phase", "f", "g", "gamma")} for h in history],
         final,
         list(zip(scores["refs"], scores["hyps"]))[:3],
+        None if dev is None else dev["wer"],
+        None if dev is None else dev["cer"],
     )
 
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from zoo.checks import check_int, check_real
-from zoo.data import spec_augment_batch
+from zoo.data import AUGMENT_PRESETS, AugmentedCopies, SpeechDataset, spec_augment_batch
 from zoo.training import Batches, Budget, TrainState, WarmupCosine, average_gradients
 
 __all__ = ["SupervisedConfig", "SupervisedStep", "model_inputs", "supervised_state"]
@@ -46,6 +46,11 @@ class SupervisedConfig:
         max_seconds: training time budget in seconds ('none': steps only); the decay then follows the
             spent fraction of the budget when that is ahead of the steps.
         spec_augment: SpecAugment masks on the training features.
+        augment: waveform augmentation of the training set, 'none' or 'robust' (zoo.data.AUGMENT_PRESETS:
+            speed and pitch perturbation, rooms, noise at random SNR, band limits): augment_copies
+            perturbed copies of every training utterance join the clean ones (zoo.data.AugmentedCopies;
+            the dataset must be a zoo.data.SpeechDataset).
+        augment_copies: augmented copies per training utterance when augment is on.
         seed: seeds the batch order and the augmentation.
     """
 
@@ -59,6 +64,8 @@ class SupervisedConfig:
     grad_clip: float | None = 1.0
     max_seconds: float | None = None
     spec_augment: bool = False
+    augment: str = "none"
+    augment_copies: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -71,6 +78,9 @@ class SupervisedConfig:
             check_real(self.grad_clip, "grad_clip", low=0.0, low_open=True)
         if self.max_seconds is not None:
             check_real(self.max_seconds, "max_seconds", low=0.0)
+        if self.augment not in AUGMENT_PRESETS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENT_PRESETS)}, got {self.augment!r}")
+        check_int(self.augment_copies, "augment_copies", low=1)
 
     def budget(self) -> Budget:
         """``steps`` and ``max_seconds`` as a [`zoo.training.Budget`][zoo.training.Budget]."""
@@ -151,6 +161,14 @@ def supervised_state(
     """
     if len(dataset) == 0:
         raise ValueError("dataset must not be empty")
+    if cfg.augment != "none":
+        if not isinstance(dataset, SpeechDataset):
+            raise TypeError(
+                f"augment={cfg.augment!r} needs a zoo.data.SpeechDataset (waveforms), "
+                f"got {type(dataset).__name__}"
+            )
+        copies = AugmentedCopies(dataset, AUGMENT_PRESETS[cfg.augment], cfg.augment_copies, seed=cfg.seed)
+        dataset, lengths = cast(Sequence[Any], copies), copies.lengths
     opt = optimizer or torch.optim.AdamW(
         model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
     )

@@ -8,6 +8,7 @@
 * `save_checkpoint()` / `load_checkpoint()` (`CheckpointError` for a damaged file or a
   checkpoint of another run);
 * `dataclass_arguments()` / `dataclass_from_args()` — command lines generated from typed configs;
+  `recipe_parser()` / `parse_recipe()` — a recipe's command line (``--preset`` picks the defaults);
 * `init_distributed()`, `average_gradients()`, `Batches.shard()` — data parallelism under
   ``torchrun`` (gloo on CPU, NCCL on GPUs).
 """
@@ -15,7 +16,14 @@
 from zoo.training.batches import Batches, BatchSource, item_lengths
 from zoo.training.budget import Budget
 from zoo.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from zoo.training.cli import dataclass_arguments, dataclass_from_args, default_threads
+from zoo.training.cli import (
+    dataclass_arguments,
+    dataclass_from_args,
+    default_threads,
+    parse_recipe,
+    preset_in,
+    recipe_parser,
+)
 from zoo.training.distributed import (
     any_rank,
     average_gradients,
@@ -51,8 +59,11 @@ __all__ = [
     "is_main_process",
     "item_lengths",
     "load_checkpoint",
+    "parse_recipe",
+    "preset_in",
     "read_checkpoint",
     "read_log",
+    "recipe_parser",
     "restore_rng",
     "save_checkpoint",
     "warmup_cosine",

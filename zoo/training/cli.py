@@ -11,11 +11,23 @@ import argparse
 import dataclasses
 import os
 import re
+import sys
 import types
 import typing
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["dataclass_arguments", "dataclass_from_args", "default_threads", "field_help"]
+import torch
+
+__all__ = [
+    "dataclass_arguments",
+    "dataclass_from_args",
+    "default_threads",
+    "field_help",
+    "parse_recipe",
+    "preset_in",
+    "recipe_parser",
+]
 
 
 def default_threads() -> int:
@@ -134,3 +146,55 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -
         kw[f.name] = v
     kw.update(overrides)
     return cls(**kw)
+
+
+def recipe_parser(
+    prog: str,
+    cls: type,
+    presets: Mapping[str, Any],
+    preset: str = "quick",
+    *,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """A recipe's command line: ``--preset``, ``--threads``, ``--quiet``, then one option per field of the
+    run config ``cls`` with the defaults of ``presets[preset]`` (add recipe-specific options after)."""
+    ap = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Defaults shown are those of --preset {preset}; "
+        "give --preset before --help to see another's.",
+    )
+    ap.add_argument("--preset", choices=sorted(presets), default="quick", help="the scale (default: quick)")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or 1)"
+    )
+    ap.add_argument("--quiet", action="store_true", help="no progress bars (default: off)")
+    dataclass_arguments(ap, cls, presets[preset])
+    return ap
+
+
+def preset_in(argv: Sequence[str], presets: Mapping[str, Any], default: str = "quick") -> str:
+    """The ``--preset`` named in ``argv`` (``default`` when absent or unknown: the full parser then
+    rejects an unknown one with the list of choices)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default=default)
+    ns, _ = pre.parse_known_args(list(argv))
+    return ns.preset if ns.preset in presets else default
+
+
+def parse_recipe(
+    parser: Callable[[str], argparse.ArgumentParser],
+    cls: type,
+    presets: Mapping[str, Any],
+    argv: Sequence[str] | None = None,
+) -> tuple[Any, argparse.Namespace]:
+    """Parse ``argv`` (default ``sys.argv[1:]``) with ``parser(preset)``, whose defaults are those of the
+    preset it names; return the run config ``cls`` built from it and the namespace. Sets torch's threads
+    (``--threads``, else `default_threads()`) and a non-interactive matplotlib backend."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    args = parser(preset_in(args_list, presets)).parse_args(args_list)
+    threads = getattr(args, "threads", None)
+    torch.set_num_threads(threads if threads is not None else default_threads())
+    return dataclass_from_args(cls, args), args
