@@ -3,7 +3,7 @@
 * The claims of one module run in order in one process, so a module may share a cached measurement
   (a trained model, say) between its claims.
 * Modules run side by side in ``jobs`` worker processes, the longest first (by the ``seconds`` of the
-  records a previous run left in ``out/claims``).
+  records a previous run left in ``out/claims``, else of the suite run published in the docs).
 * Claims registered with ``timing=True`` (their verdict rests on wall-clock ratios) run last, one at a
   time, in this process, with no other claim competing for the cores.
 
@@ -18,24 +18,31 @@ import json
 import multiprocessing as mp
 import queue
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from benchmarks.claims import load_all
 from benchmarks.harness import REGISTRY, Claim, Record, run_claim, write_record
+from benchmarks.publish import read_records
 
 __all__ = ["plan", "run_claims"]
 
 Report = Callable[[Record], None]
 
 
-def _previous_seconds(out_dir: Path, name: str) -> float:
+def _previous_seconds(out_dir: Path, name: str, published: Mapping[str, Any]) -> float:
+    """The claim's time in the last run into ``out_dir``, else in the published suite run, else 0."""
     try:
         return float(json.loads((out_dir / "claims" / f"{name}.json").read_text())["seconds"])
     except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        return float(published[name]["seconds"])
+    except (KeyError, ValueError, TypeError):
         return 0.0
 
 
@@ -46,7 +53,11 @@ def plan(claims: list[Claim], out_dir: Path) -> tuple[list[list[Claim]], list[Cl
     for c in claims:
         if not c.timing:
             groups.setdefault(c.module, []).append(c)
-    cost = {m: sum(_previous_seconds(out_dir, c.name) for c in cs) for m, cs in groups.items()}
+    try:
+        published = read_records().get("claims", {})
+    except (OSError, ValueError):  # no usable published run: no estimates from it
+        published = {}
+    cost = {m: sum(_previous_seconds(out_dir, c.name, published) for c in cs) for m, cs in groups.items()}
     order = sorted(groups, key=lambda m: (-cost[m], m))
     return [groups[m] for m in order], timed
 
