@@ -53,10 +53,10 @@ docs: install
 pytest: install
 	$(PY) -m pytest -q -n 2 -m "not slow"
 
-# The bilevel tests once more on ATen's portable kernels (no AVX2/AVX-512, no fused multiply-add), so that
-# a result that depends on the CPU's vector unit shows up here rather than on a user's machine.
+# The tests once more on ATen's portable kernels (no AVX2/AVX-512, no fused multiply-add), so that a
+# result that depends on the CPU's vector unit shows up here rather than on a user's machine.
 pytest-default-kernels: install
-	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -n 2 -m "not slow" tests/bilevel
+	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -n 2 -m "not slow"
 
 # Copy a suite run's figures and verdicts into the docs (docs/figures/, the claims table of
 # docs/benchmarks.md, the claim blocks of the pages): make docs-figures RESULTS=results
