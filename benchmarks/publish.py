@@ -150,7 +150,7 @@ def _registered() -> list[str]:
     from benchmarks.harness import REGISTRY
 
     load_all()
-    return sorted(REGISTRY)
+    return sorted(n for n, c in REGISTRY.items() if c.module.startswith("benchmarks.claims."))
 
 
 def publish(results: Path | None, docs: Path = DOCS) -> list[Path]:
