@@ -34,13 +34,16 @@ PAPER = "Araujo et al., CAV-MAE Sync, CVPR 2025 (arXiv 2505.01237); Gong et al.,
 
 @dataclass(frozen=True)
 class AVBudget(Budget):
+    """The shared training run: corpus, model size, seeds, steps per arm (equal for every arm), batch,
+    training clips of the linear probe, steps between gradient-cosine measurements."""
+
     corpus: str = "av-quick"
     size: str = "micro"
     seeds: tuple[int, ...] = (0, 1, 2)
-    steps: int = 40
+    steps: int = 24
     batch_size: int = 32
     probe_clips: int = 150
-    cosine_every: int = 10
+    cosine_every: int = 8
 
 
 QUICK = AVBudget()

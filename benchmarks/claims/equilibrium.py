@@ -179,7 +179,7 @@ def _post_adaptation(model: nn.Module, beta: float, max_steps: int, seed: int) -
 
 @dataclass(frozen=True)
 class AdaptivityBudget(Budget):
-    outer_steps: int = 150
+    outer_steps: int = 100
     adaptation_steps: int = 5
     inner_lr: float = 0.05
 

@@ -13,9 +13,10 @@ protocol of every comparison:
   mean (``benchmarks.stats.paired_t_interval``).
 
 Trained models are shared between the claims of one run (an in-process cache keyed by model, `TrainRun`,
-seed and learning rate), so each model trains once per seed. Quick budgets use the ``en-quick-eval``
-corpus (≈ 420 English training, ≈ 130 dev and ≈ 290 test utterances); ``--full`` uses ``en-eval``
-(≈ 2 000 training utterances, ≈ 360 test) and minutes of training per model.
+seed and learning rate), so each model trains once per seed. Quick budgets train the tiny presets for
+100 steps (far from converged) on the ``en-quick-eval`` corpus (≈ 420 English training, ≈ 130 dev and
+≈ 290 test utterances); ``--full`` uses ``en-eval`` (≈ 2 000 training utterances, ≈ 360 test) and
+minutes of training per model.
 """
 
 from __future__ import annotations
@@ -68,14 +69,18 @@ class TrainRun:
 #: The learning-rate grid of every quick arm (AdamW peak lr; the same grid for method and baselines).
 QUICK_LRS = (2e-3, 5e-3)
 #: Steps of every quick run (tiny presets, batch 8).
-QUICK_STEPS = 200
+QUICK_STEPS = 100
+#: Linear warm-up steps of every quick run (a tenth of `QUICK_STEPS`).
+QUICK_WARMUP = 10
 
 
 def quick_run(model: str) -> TrainRun:
-    """The tiny preset on ``en-quick-eval``, `QUICK_STEPS` steps of batch 8, 20 warm-up steps, lr from
-    `QUICK_LRS` on dev (the same for every model: the quick suite's CPU budget allows no more; SAR's forced
-    block alignments come from a CTC head that must first learn to spike, so this budget is short for it)."""
-    return TrainRun("en-quick-eval", "tiny", QUICK_STEPS, 8, QUICK_LRS, 20)
+    """The tiny preset on ``en-quick-eval``, `QUICK_STEPS` steps of batch 8 (about two passes over the
+    training split), `QUICK_WARMUP` warm-up steps, lr from `QUICK_LRS` on dev. The same for every model: the
+    quick suite's CPU budget (20 runs of 5 models) allows no more, so every quick model is far from converged;
+    SAR's forced block alignments come from a CTC head that must first learn to spike, so this budget is
+    short for it above all."""
+    return TrainRun("en-quick-eval", "tiny", QUICK_STEPS, 8, QUICK_LRS, QUICK_WARMUP)
 
 
 #: The learning-rate grid of the full runs.
@@ -131,11 +136,26 @@ _TUNED: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 def _data(corpus: str, tokenizer: str) -> Any:
+    """The corpus' data with ``tokenizer``; a second tokenizer of a loaded corpus reuses its cached
+    log-mels (`zoo.data.SpeechDataset.with_tokenizer`)."""
+    from zoo.data import corpus_tokenizer
     from zoo.train import load_data
 
     key = (corpus, tokenizer)
     if key not in _DATA:
-        _DATA[key] = load_data(corpus, tokenizer=tokenizer, vocab_size=96)
+        loaded = [d for (c, _), d in _DATA.items() if c == corpus]
+        if not loaded:
+            _DATA[key] = load_data(corpus, tokenizer=tokenizer, vocab_size=96)
+        else:
+            d = loaded[0]
+            tok = corpus_tokenizer(d.root, tokenizer, vocab_size=96)  # as load_data builds it
+            _DATA[key] = replace(
+                d,
+                tokenizer=tok,
+                train=d.train.with_tokenizer(tok),
+                dev=d.dev.with_tokenizer(tok),
+                test=d.test.with_tokenizer(tok),
+            )
     return _DATA[key]
 
 
@@ -238,6 +258,13 @@ def _paired(a: list[float], c: list[float]) -> dict[str, Any]:
     return {"diffs": diffs, "mean": m, "low": lo, "high": hi}
 
 
+#: The notes' caveat on the quick budget.
+EARLY = (
+    f"A run of {QUICK_STEPS} steps (the quick budget) stops far from convergence: quick results describe "
+    "early training"
+)
+
+
 def _ci(p: dict[str, Any], scale: float = 100.0, unit: str = " pts") -> str:
     return f"{scale * p['mean']:+.1f}{unit} [{scale * p['low']:+.1f}, {scale * p['high']:+.1f}]"
 
@@ -305,7 +332,8 @@ def test_wer_verdict(d: dict[str, Any]) -> Outcome:
         "all RTF < 1",
         details=rows,
         notes="Limits: " + d["limits"] + ". Each model's learning rate was chosen on the dev split "
-        "(details: tuning); the test split was scored once per trained model.",
+        "(details: tuning); the test split was scored once per trained model. " + EARLY + "; --full trains "
+        "each model for 15 minutes.",
     )
 
 
@@ -315,7 +343,7 @@ claim(
     title="ASR models: test WER on held-out voices and real-time factor",
     statement="Each zoo ASR model (Conformer-CTC, SAR, DOTA) trains on the English corpus on this "
     "machine and is evaluated on test utterances of voices held out from training. The Conformer-CTC's "
-    "mean test WER over seeds is at most 75 % after the quick budget (200 steps of the tiny preset: far "
+    "mean test WER over seeds is at most 75 % after the quick budget (100 steps of the tiny preset: far "
     "from what it reaches) and at most 3 % with --full (15 min of training of the small preset). Every "
     "model decodes faster than real time (RTF < 1).",
     measure=test_wer_measure,
@@ -353,7 +381,7 @@ def self_conditioning_verdict(d: dict[str, Any]) -> Outcome:
         details={"wer": res, "seeds": d["seeds"], "paired_difference": p, "tuning": d["tuning"]},
         notes="Limits: " + d["limits"] + ". Equal steps, the same learning-rate grid searched on dev "
         "for both arms. With three seeds the interval is wide (t₀.₉₇₅,₂ = 4.3): a small lead does not "
-        "separate the arms, and the verdict then falls short.",
+        "separate the arms, and the verdict then falls short. " + EARLY + "; --full trains 1 500 steps.",
     )
 
 
@@ -391,9 +419,10 @@ claim(
 
 @dataclass(frozen=True)
 class StreamingBudget(ASRBudget):
-    """``block_sizes``: blocks the trained SAR weights are re-decoded with (on the first ``curve_limit``
-    test utterances; ``None``: all); ``latency_utterances``: test utterances streamed in real time in
-    chunks of ``chunk_s`` seconds of audio."""
+    """``block_sizes``: blocks the trained SAR weights are re-decoded with, and SAR without its boundary
+    fixes, both diagnostics on the first ``curve_limit`` test utterances (``None``: all);
+    ``latency_utterances``: test utterances streamed in real time in chunks of ``chunk_s`` seconds of
+    audio."""
 
     block_sizes: tuple[int, ...] = (4, 8, 16)
     curve_limit: int | None = 16
@@ -458,8 +487,10 @@ def streaming_measure(b: StreamingBudget) -> dict[str, Any]:
 
     w_sar, w_ctc = _test_wers(b, "sar"), _test_wers(b, "sar-ctc")
     sar, ctc = _final(b, "sar", b.seed), _final(b, "sar-ctc", b.seed)
-    w_nofix = _score(sar, "test", fix_boundaries=False)["wer"]
-    # WER against block size: the seed-0 weights decoded with other block sizes (windows are re-cut).
+    # Diagnostics (not in the verdict), on the first curve_limit test utterances: SAR decoded without
+    # its boundary fixes, and the WER against block size: the seed-0 weights decoded with other block
+    # sizes (windows are re-cut; the trained size gives the boundary-fixed WER of the same utterances).
+    w_nofix = _score(sar, "test", fix_boundaries=False, limit=b.curve_limit)["wer"]
     sizes = list(b.block_sizes)
     curve: dict[str, list[float]] = {"sar": [], "sar-ctc": []}
     for name, e in (("sar", sar), ("sar-ctc", ctc)):
@@ -486,6 +517,7 @@ def streaming_measure(b: StreamingBudget) -> dict[str, Any]:
         "wer_sar": w_sar,
         "wer_ctc": w_ctc,
         "wer_sar_no_fix_seed0": w_nofix,
+        "diagnostic_utterances": min(len(sar["data"].test), b.curve_limit or len(sar["data"].test)),
         "seeds": b.seed_list(),
         "n_test": _score(sar, "test")["n"],
         "tuning": {name: _tuned(b, name) for name in _STREAMING_MODELS},
@@ -536,7 +568,9 @@ def streaming_verdict(d: dict[str, Any]) -> Outcome:
         "features over the audio received so far (training normalised whole utterances), so its "
         f"streamed WER ({100 * d['streamed_wer_seed0']:.1f} % at seed {d['seeds'][0]}, on the latency "
         "utterances) differs from the offline test WER. The WER-vs-block-size curve decodes the weights "
-        "trained at the marked block size with other sizes. Limits: " + d["limits"] + ".",
+        "trained at the marked block size with other sizes, on the first "
+        f"{int(d['diagnostic_utterances'])} test utterances, as does SAR without its boundary fixes "
+        "(details). " + EARLY + "; --full trains 1 500 steps. Limits: " + d["limits"] + ".",
     )
 
 
@@ -624,7 +658,8 @@ def dota_vs_ctc_verdict(d: dict[str, Any]) -> Outcome:
         },
         notes="Greedy decoding for both (DOTA with a key-value cache); RTF = median over seeds. Both "
         "models get the same budget (steps, or minutes of one thread with --full), batch, warm-up, "
-        "augmentation and learning-rate grid searched on dev. Limits: " + d["limits"] + ".",
+        "augmentation and learning-rate grid searched on dev. " + EARLY + "; --full gives each model 10 "
+        "minutes of one thread. Limits: " + d["limits"] + ".",
     )
 
 

@@ -654,8 +654,7 @@ def optimal_lr(
     K = _as_count(steps, "steps", 1)
     B = _as_count(batch_size, "batch_size", 1)
     with np.errstate(divide="ignore", over="ignore"):
-        eta = np.sqrt(2 * D * B / (L * s2 * K))
-    eta = np.minimum(1 / L, eta)
+        eta = np.minimum(1 / L, np.sqrt(2 * D * B / (L * s2 * K)))  # overflow is refused below
     if np.any(eta <= 0):
         raise ValueError("optimal_lr underflows to 0: initial_gap is too small relative to the variance")
     return _finite_bound(eta, "optimal_lr")

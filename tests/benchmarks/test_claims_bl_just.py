@@ -3,6 +3,8 @@ losses, and settings chosen on dev."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from benchmarks.claims import bl_just as C
 from zoo.recipes.experiment import RunResult
 
 EVALS = {"sup": 10, "unsup": 10, "total": 20}
+SETUP = {"seeds": [0, 1, 2], "steps": (15, 30, 8), "encoder": "conformer"}
 
 
 def _run(method: str, seed: int, wer: float, *, variant: str = "", history: list | None = None) -> RunResult:
@@ -24,8 +27,7 @@ def _wer_data(bl: list[float], pt: list[float], sup: list[float]) -> dict:
         for m, ws in (("bl_just", bl), ("pt_ft", pt), ("supervised", sup))
         for s, w in enumerate(ws)
     ]
-    setup = {"shares": [0.2], "seeds": [0, 1, 2], "margin": 1.0}
-    return {"setup": setup, "runs": runs, "tuning": {}}
+    return {"setup": {"shares": [0.2], "margin": 1.0, **SETUP}, "runs": runs, "tuning": {}}
 
 
 def test_wer_no_worse_is_judged_on_the_paired_interval_not_the_largest_std() -> None:
@@ -55,7 +57,7 @@ def test_matched_optima_requires_g_to_decrease_without_slack(g_end: float, holds
         pt = _run("pt_ft", s, 0.5)
         pt.final = {"f": 1.0, "g": 3.0}
         per_seed.append({"seed": s, "bl_just": bl, "pt_ft": pt, "v_hat": 1.0})
-    assert C.matched_optima_verdict({"per_seed": per_seed, "tuning": {}}).holds is holds
+    assert C.matched_optima_verdict({"setup": SETUP, "per_seed": per_seed, "tuning": {}}).holds is holds
 
 
 def test_ablations_verdict_pairs_the_full_recipe_with_each_ablation_per_seed() -> None:
@@ -65,10 +67,12 @@ def test_ablations_verdict_pairs_the_full_recipe_with_each_ablation_per_seed() -
             _run("bl_just", s, w, variant="constant_gamma") for s, w in enumerate([0.45, 0.55, 0.65])
         ],
     }
-    out = C.ablations_verdict({"runs": runs, "tuning": {}, "margin": 1.0, "skipped": ["no_finetune"]})
+    d = {"setup": SETUP, "runs": runs, "tuning": {}, "margin": 1.0, "skipped": ["no_finetune"]}
+    out = C.ablations_verdict(d)
     assert not out.holds  # the ablation is 5 points better at every seed
     assert out.details["paired_difference_pts"]["constant_gamma"]["mean"] == pytest.approx(5.0)
     assert "no_finetune" in out.notes
+    assert "15/30/8 steps" in out.notes and "far from converged" in out.notes
 
 
 def test_quick_budgets_tune_every_arm_on_the_same_grid_with_three_seeds() -> None:
@@ -79,6 +83,31 @@ def test_quick_budgets_tune_every_arm_on_the_same_grid_with_three_seeds() -> Non
         assert isinstance(b, C.BLJustBudget)
         st = b.setup()
         assert len(st["seeds"]) >= 3 and len(st["lr_scales"]) >= 2 and st["corpus"] == "en-quick-eval"
+        assert st["encoder"] == "conformer" and st["ablations"] == ["constant_gamma"]
+        full_budget = REGISTRY[name].full
+        assert isinstance(full_budget, C.BLJustBudget)
+        full = full_budget.setup()
+        assert full["steps"] == (400, 800, 200) and len(full["seeds"]) >= 3
+
+
+def test_only_the_tuning_seed_is_scored_on_dev(monkeypatch: pytest.MonkeyPatch) -> None:
+    import zoo.recipes.experiment as E
+    from zoo.data import collate
+
+    pool = E.Pool(_items(10, 0), _items(3, 1), collate, lambda ids: "", 8, 5, dev=_items(2, 2))
+    monkeypatch.setattr(C, "_pool", lambda b: pool)
+    seen: dict[int, int] = {}
+
+    def fake_run_one(data, cfg, method, *, seed, **kw):
+        seen[seed] = len(data.dev)
+        return _run(method, seed, 0.5)
+
+    monkeypatch.setattr(E, "run_one", fake_run_one)
+    monkeypatch.setattr(C, "_CACHE", {})
+    b = C.BLJustBudget()
+    for seed in b.setup()["seeds"]:
+        C._run(b, 0.2, seed, "supervised", "full", 1.0)
+    assert seen == {0: 2, 1: 0, 2: 0}
 
 
 def test_tuning_picks_the_lowest_dev_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,12 +148,6 @@ def test_run_one_scores_the_dev_split_only_when_the_data_has_one() -> None:
         run_one(base, cfg, "supervised", encoder="tiny", batch_size=4, unlabelled_batch_size=4).dev_wer
         is None
     )
-    with_dev = RecipeData(
-        *[getattr(base, k) for k in ("labelled", "unlabelled", "test", "collate", "decode")],
-        8,
-        5,
-        0.5,
-        dev=test,
-    )
+    with_dev = dataclasses.replace(base, dev=test)
     r = run_one(with_dev, cfg, "supervised", encoder="tiny", batch_size=4, unlabelled_batch_size=4)
     assert r.dev_wer == r.wer and r.dev_cer == r.cer  # the same model scored on the same items

@@ -3,6 +3,8 @@ budgets, verdicts on hand-made data, and small measurements against independent 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import benchmarks.claims.bl_just
@@ -12,10 +14,12 @@ from benchmarks.claims.hypergrad import RidgeBudget, ridge_measure, ridge_verdic
 from benchmarks.claims.meta import (
     IMAMLBudget,
     PeersBudget,
+    SinusoidBudget,
     imaml_closed_form_measure,
     imaml_closed_form_verdict,
     memory_verdict,
     peers_equal_measure,
+    sinusoid_verdict,
 )
 from benchmarks.harness import REGISTRY
 
@@ -64,3 +68,25 @@ def test_memory_verdict_is_judged_at_the_last_k(ratio: float, holds: bool) -> No
     }
     out = memory_verdict(res)
     assert out.holds is holds and "K = 5" in out.measured and "K = 1: ×0.50" in out.measured
+
+
+def test_sinusoid_verdict_names_its_budget_and_needs_every_method_at_half_the_baseline() -> None:
+    c = REGISTRY["meta.sinusoid"]
+    assert isinstance(c.quick, SinusoidBudget) and isinstance(c.full, SinusoidBudget)
+    assert c.full.iters > c.quick.iters and c.full.meta_batch >= c.quick.meta_batch
+
+    def data(imaml: float) -> dict[str, Any]:
+        curves = {"baseline": [2.0, 1.5], "maml": [2.0, 0.5], "imaml": [2.0, imaml]}
+        ratios = {m: v[-1] / 1.5 for m, v in curves.items() if m != "baseline"}
+        return {
+            "curves": curves,
+            "ratio_to_baseline": ratios,
+            "diverged_at": {},
+            "iters": 300,
+            "meta_batch": 25,
+        }
+
+    out = sinusoid_verdict(data(0.7))
+    assert "300 meta-iterations" in out.notes and "meta-batch 25" in out.notes
+    assert out.holds
+    assert not sinusoid_verdict(data(0.8)).holds  # 0.53 × the baseline

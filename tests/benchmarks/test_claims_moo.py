@@ -66,3 +66,17 @@ def test_pareto_toy_verdict_names_the_failing_method_and_step_size() -> None:
     assert not out.holds and "CAGrad(0.5) at lr 0.1" in out.measured
     per_lr["0.1"]["CAGrad(0.5) (1.0, 1.0)"] = 5e-3
     assert pareto_toy_verdict({**d, "paths": paths, "methods": ["MGDA", "CAGrad(0.5)"]}).holds
+
+
+def test_pareto_toy_statement_names_the_quick_and_full_grids_and_steps() -> None:
+    from benchmarks.claims.moo import _TOY_QUICK_LRS, ToyBudget
+    from benchmarks.harness import REGISTRY
+
+    c = REGISTRY["moo.pareto_toy"]
+    quick, full = c.quick, c.full
+    assert isinstance(quick, ToyBudget) and isinstance(full, ToyBudget)
+    assert quick.lrs == _TOY_QUICK_LRS == (0.1, 0.15, 0.2, 0.25, 0.3)
+    statement = " ".join(c.statement.split())
+    assert f"with {quick.steps} steps (quick)" in statement
+    assert f"with {full.steps} steps (full)" in statement
+    assert full.steps > quick.steps

@@ -12,8 +12,12 @@ from scipy import stats
 from benchmarks.claims.penalty import (
     _CLEANING_BASELINES,
     _CLEANING_GRIDS,
+    _TRAIN_SET_ONLY,
+    CleaningBudget,
     OverheadBudget,
+    _digits,
     _small_loss_mask,
+    _train_cleaning_arm,
     cleaning_verdict,
     overhead_measure,
 )
@@ -87,6 +91,33 @@ def test_cleaning_verdict_holds_only_when_every_paired_interval_is_above_zero() 
     # a weaker baseline (by mean) with a noisy gain also sinks the claim
     assert not _verdict(_rows({"noisy": [0.3, -0.05, 0.3]})).holds
     assert not _verdict(_rows({}, auc=0.85)).holds
+
+
+def test_cleaning_arms_that_keep_their_dev_fit_never_read_the_validation_samples() -> None:
+    # the measure skips their retrain on all validation samples: it must give the dev-search fit again
+    Xtr, Ytr, Xva, Yva, _, _, corrupt = _digits(0, 0.4)
+    for arm in _TRAIN_SET_ONLY:
+        cfg = _CLEANING_GRIDS[arm][0]
+        dev_fit, _ = _train_cleaning_arm(arm, cfg, (Xtr, Ytr, Xva[:200], Yva[:200], corrupt), steps=5, ramp=2)
+        full, _ = _train_cleaning_arm(arm, cfg, (Xtr, Ytr, Xva, Yva, corrupt), steps=5, ramp=2)
+        assert torch.equal(dev_fit, full)
+    # an arm that does read them differs
+    cfg = _CLEANING_GRIDS["noisy+validation"][0]
+    a, _ = _train_cleaning_arm(
+        "noisy+validation", cfg, (Xtr, Ytr, Xva[:200], Yva[:200], corrupt), steps=5, ramp=2
+    )
+    b, _ = _train_cleaning_arm("noisy+validation", cfg, (Xtr, Ytr, Xva, Yva, corrupt), steps=5, ramp=2)
+    assert not torch.equal(a, b)
+
+
+def test_cleaning_quick_budget_keeps_three_paired_seeds_and_full_is_longer() -> None:
+    from benchmarks.harness import REGISTRY
+
+    c = REGISTRY["penalty.hyper_cleaning"]
+    quick, full = c.quick, c.full
+    assert isinstance(quick, CleaningBudget) and isinstance(full, CleaningBudget)
+    assert len(quick.seeds) >= 3 and full.steps > quick.steps and len(full.seeds) >= len(quick.seeds)
+    assert 0 < quick.ramp < quick.steps
 
 
 def test_overhead_hand_loops_compute_the_same_update_as_penalty_bgd() -> None:

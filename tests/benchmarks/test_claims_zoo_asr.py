@@ -28,6 +28,7 @@ def test_comparisons_use_three_seeds_and_the_same_tuning_grid_for_every_arm(name
 
 def test_dota_vs_ctc_full_gives_both_models_equal_compute() -> None:
     b = REGISTRY["zoo_asr.dota_vs_ctc"].full
+    assert isinstance(b, Z.ASRBudget)
     runs = {m: r for m, r in b.runs}
     assert runs["dota"] == runs["conformer"]
 
@@ -76,10 +77,11 @@ def test_dota_verdict_bounds_the_paired_difference() -> None:
 
 def test_streamed_latency_waits_for_the_look_ahead_and_full_context_for_the_end() -> None:
     from zoo.data import FeatureSpec
-    from zoo.models import build_model
+    from zoo.models import SAR, build_model
 
     torch.manual_seed(0)
     sar = build_model("sar", "tiny", vocab_size=20).eval()
+    assert isinstance(sar, SAR)
     full = build_model("conformer", "tiny", vocab_size=20).eval()
     spec = FeatureSpec(n_mels=sar.cfg.n_mels)
     wav = 0.1 * torch.randn(32000, generator=torch.Generator().manual_seed(1))
@@ -93,3 +95,50 @@ def test_streamed_latency_waits_for_the_look_ahead_and_full_context_for_the_end(
     for b, lat in enumerate(r["full_s"]):
         assert lat >= r["duration_s"] - min(r["duration_s"], (b + 1) * block_s) - 1e-9
     assert r["full_s"][0] > 1.0  # the first block's words wait for the end of the 2 s utterance
+
+
+def test_every_model_trains_once_per_seed_and_lr_across_the_quick_claims() -> None:
+    """The claims share their quick models (one `TrainRun` per model), so the quick suite trains each model
+    at every grid value (first seed) and at the other seeds once, with a warm-up shorter than its run."""
+    runs: dict[str, set[Z.TrainRun]] = {}
+    seeds = set()
+    for c in REGISTRY.values():
+        if c.name.startswith("zoo_asr.") and isinstance(c.quick, Z.ASRBudget):
+            seeds.add(c.quick.seeds)
+            for model, r in c.quick.runs:
+                runs.setdefault(model, set()).add(r)
+    assert set(runs) == {"conformer", "conformer-plain", "sar", "sar-ctc", "dota"}
+    assert all(len(rs) == 1 for rs in runs.values())
+    assert seeds == {3}
+    for (r,) in runs.values():
+        assert r.corpus == "en-quick-eval" and 0 < r.warmup <= r.steps // 5 and r.lrs == Z.QUICK_LRS
+
+
+def test_streaming_diagnostics_are_limited_in_quick_mode_only() -> None:
+    quick, full = REGISTRY["zoo_asr.streaming"].quick, REGISTRY["zoo_asr.streaming"].full
+    assert isinstance(quick, Z.StreamingBudget) and isinstance(full, Z.StreamingBudget)
+    assert quick.curve_limit is not None and full.curve_limit is None
+    assert quick.latency_utterances >= 12 and full.latency_utterances >= quick.latency_utterances
+
+
+def _streaming(sar: list[float], ratio: float) -> dict:
+    lat = [{"duration_s": 2.0, "sar_s": [0.3, 0.3], "full_s": [0.3 * ratio, 0.3 * ratio]} for _ in range(12)]
+    return {
+        "wer_sar": sar,
+        "wer_ctc": [0.60, 0.62, 0.61],
+        "seeds": [0, 1, 2],
+        "n_test": 286,
+        "latency": lat,
+        "chunk_s": 0.16,
+        "algorithmic_s": 0.48,
+        "streamed_wer_seed0": 0.7,
+        "diagnostic_utterances": 16,
+        "limits": "",
+    }
+
+
+def test_streaming_needs_both_the_wer_lead_and_the_latency_ratio() -> None:
+    ok = Z.streaming_verdict(_streaming([0.55, 0.58, 0.56], 3.0))
+    assert ok.holds and "first 16 test utterances" in ok.notes
+    assert not Z.streaming_verdict(_streaming([0.55, 0.58, 0.56], 2.0)).holds  # latency ratio too small
+    assert not Z.streaming_verdict(_streaming([0.62, 0.63, 0.60], 3.0)).holds  # no WER lead

@@ -46,7 +46,9 @@ def assert_rejects(case: BadInput) -> None:
     message = str(info.value)
     assert message, f"{case.name}: the error has no message"
     if case.match:
-        assert re.search(case.match, message), f"{case.name}: {message!r} does not match {case.match!r}"
+        # a bare argument name must appear as a whole word: "tol" does not match "XXtolXX must be > 0"
+        pattern = rf"(?<!\w){case.match}(?!\w)" if re.fullmatch(r"\w+", case.match) else case.match
+        assert re.search(pattern, message), f"{case.name}: {message!r} does not match {pattern!r}"
 
 
 def assert_rejects_all(cases: Iterable[BadInput]) -> None:

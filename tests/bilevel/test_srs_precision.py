@@ -227,7 +227,10 @@ BAD = [
         "optimal_lr zero gap and variance", lambda: srs.optimal_lr(0, 1.0, 0.0, 10), ValueError, "initial_gap"
     ),
     BadInput(
-        "optimal_lr nan smoothness", lambda: srs.optimal_lr(1.0, NOT_A_NUMBER, 1.0, 10), ValueError, "smooth"
+        "optimal_lr nan smoothness",
+        lambda: srs.optimal_lr(1.0, NOT_A_NUMBER, 1.0, 10),
+        ValueError,
+        "smoothness",
     ),
     BadInput(
         "cover_tail_limit nan", lambda: srs.cover_tail_limit(NOT_A_NUMBER), ValueError, "c must be finite"
@@ -239,7 +242,7 @@ BAD = [
         "sgd bound overflow",
         lambda: srs.nonconvex_sgd_bound(1e308, 1.0, 0.0, 1e-10, 1),
         ValueError,
-        "overflow",
+        "overflows",
     ),
     BadInput(
         "occupancy_pmf 1e9 items", lambda: srs.occupancy_pmf(10**9, 0.3), ValueError, "n_data = 1000000000"

@@ -272,7 +272,7 @@ AUG_CASES = [
     BadInput("snr not a pair", lambda: A.Augment(snr_db=5.0), TypeError, "snr_db"),  # type: ignore[arg-type]
     BadInput("snr nan", lambda: A.Augment(snr_db=(float("nan"), 5.0)), ValueError, "snr_db"),
     BadInput("rt60 too long", lambda: A.Augment(rt60=(0.1, 5.0)), ValueError, "rt60"),
-    BadInput("pitch too far", lambda: A.Augment(pitch_semitones=(-24.0, 0.0)), ValueError, "pitch"),
+    BadInput("pitch too far", lambda: A.Augment(pitch_semitones=(-24.0, 0.0)), ValueError, "pitch_semitones"),
     BadInput("probability > 1", lambda: A.Augment(noise_prob=1.5), ValueError, "noise_prob"),
     BadInput("unknown colour", lambda: A.Augment(noise_colors=("brown",)), ValueError, "noise_colors"),
     BadInput("numpy generator", lambda: ROBUST.draw(np.random.default_rng(0)), TypeError, "generator"),  # type: ignore[arg-type]

@@ -55,6 +55,23 @@ def test_items_and_filters(corpus: Path) -> None:
         SpeechDataset(corpus, "train", tok, feats)
 
 
+def test_with_tokenizer_shares_the_features_and_retokenizes(corpus: Path) -> None:
+    chars = CharTokenizer.from_corpus(corpus)
+    ds = SpeechDataset(corpus, None, chars, LogMel(n_mels=24), cache=True).precompute()
+
+    class Upper:  # a second tokenizer: each character's code point
+        def encode(self, text: str) -> list[int]:
+            return [ord(c) for c in text]
+
+    other = ds.with_tokenizer(Upper())
+    assert other._cache is ds._cache and ds.tokenizer is chars  # a view: the original keeps its tokenizer
+    for i in range(len(ds)):
+        a, b = ds[i], other[i]
+        assert a["feats"] is b["feats"]  # the very cached tensor, computed once
+        assert b["tokens"].tolist() == [ord(c) for c in a["text"]]
+        assert chars.decode(a["tokens"].tolist()) == a["text"]
+
+
 def test_cache_gives_identical_features(corpus: Path) -> None:
     tok = CharTokenizer.from_corpus(corpus)
     a = SpeechDataset(corpus, None, tok, LogMel(n_mels=24))

@@ -9,6 +9,7 @@ padding id of every tokenizer here) and returns lengths.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -148,6 +149,13 @@ class SpeechDataset(Dataset[dict[str, Any]]):
         for i in tqdm(range(len(self)), desc="features", disable=not progress, leave=False):
             self._feats(i)
         return self
+
+    def with_tokenizer(self, tokenizer: Tokenizer) -> SpeechDataset:
+        """The same utterances with another ``tokenizer``, sharing this dataset's feature cache (the
+        features do not depend on the targets' tokenizer)."""
+        out = copy.copy(self)
+        out.tokenizer = tokenizer
+        return out
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         u = self.utterances[i]
