@@ -42,3 +42,20 @@ def test_second_order_claim_reports_the_cost_of_the_methods_that_ran(monkeypatch
     assert set(d["seconds_per_step"]) == {"cssl", "first_order", "second_order"}
     out = es.order_verdict(d)
     assert out.holds and "×1.50 per step" in out.measured  # (1 + 2) / (1 + 1)
+
+
+def test_second_order_verdict_judges_on_cer_when_every_wer_is_saturated() -> None:
+    """At ≥ 95 % WER a WER tie means nothing: the same ±5-point rule is applied to the CER."""
+    d = {
+        "wer": {"first_order": [1.0, 0.99, 1.0], "second_order": [1.0, 1.0, 0.98]},
+        "wer_diff": {"mean": 0.3, "low": -1.0, "high": 1.6},
+        "cer_diff": {"mean": 0.9, "low": -7.0, "high": 8.7},
+        "seconds_per_step": {"first_order": 1.0, "second_order": 2.0},
+    }
+    out = es.order_verdict(d)
+    assert not out.holds and out.measured.startswith("[verdict on CER]") and out.details["metric"] == "cer"
+    d["cer_diff"] = {"mean": 0.5, "low": -3.0, "high": 4.0}
+    assert es.order_verdict(d).holds
+    d["wer"] = {"first_order": [0.6, 0.7, 0.65], "second_order": [0.6, 0.7, 0.65]}
+    d["cer_diff"] = {"mean": 0.9, "low": -7.0, "high": 8.7}  # below saturation the WER interval decides
+    assert es.order_verdict(d).holds and es.order_verdict(d).details["metric"] == "wer"
