@@ -13,6 +13,7 @@ def test_quick_budget_keeps_three_seeds_and_full_is_not_weaker() -> None:
     assert len(q.seeds) >= 3 and len(f.seeds) >= len(q.seeds)
     assert q.steps <= f.steps and q.d_model <= f.d_model and q.num_layers <= f.num_layers
     assert not q.weighted_sum and f.weighted_sum
+    assert q.timing_repeats >= 15 and f.timing_repeats >= q.timing_repeats  # timing intervals need rounds
     for n in ("bilevel_vs_flat", "multilevel_orders", "conflict_growth", "layer_selection", "step_cost"):
         assert REGISTRY[f"objective_soups.{n}"].quick == q
 
