@@ -17,3 +17,8 @@ def test_quick_budget_keeps_three_seeds_and_full_is_not_weaker() -> None:
     assert speed.quick.repeats == 15 and speed.full.repeats > speed.quick.repeats
     for n in ("tradeoff", "in_loop_sampling"):
         assert REGISTRY[f"srs_speech.{n}"].quick == q
+
+
+def test_the_loop_speed_ratio_is_timed_alone() -> None:
+    """Its verdict is a wall-clock ratio: the runner must not time it beside another worker."""
+    assert REGISTRY["srs_speech.loop_speed"].timing
